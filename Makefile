@@ -1,0 +1,55 @@
+# One entry point for everything: `make demo` for instructors, `make test` for CI.
+# Every target creates the virtual environment it needs when it is missing.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The Colab-like environment: pandas 2.2 and transformers 4.x, as on Google Colab.
+COLAB_VENV ?= .venv-colab
+COLAB_STAMP := $(COLAB_VENV)/.installed
+
+# Tests never touch the network; the built-in model stands in for distilgpt2.
+TEST_ENV := HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+
+.PHONY: help venv test lint notebooks test-colab constraints clean
+
+help:
+	@echo "make test        create .venv if needed, lint, run the whole test suite"
+	@echo "make notebooks   regenerate notebooks/ and solutions/ from autograder/source/"
+	@echo "make test-colab  run the solution notebook under pandas 2.2 + transformers 4.x"
+	@echo "make clean       remove virtual environments and generated nbgrader folders"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements-dev.txt constraints.txt autograder/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		-r requirements-dev.txt -e '.[offline]' -e ./autograder
+	touch $@
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: lint
+	$(TEST_ENV) $(BIN)/python -m pytest
+
+notebooks: $(STAMP)
+	$(BIN)/python -m lmlogits_grader.generate
+
+$(COLAB_STAMP): pyproject.toml requirements-colab.txt autograder/pyproject.toml
+	test -x $(COLAB_VENV)/bin/python || $(PYTHON) -m venv $(COLAB_VENV)
+	$(COLAB_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-r requirements-colab.txt -e '.[offline]' -e ./autograder
+	touch $@
+
+test-colab: $(COLAB_STAMP)
+	$(TEST_ENV) $(COLAB_VENV)/bin/python -m pytest -m colab tests/test_solution_notebook.py
+
+constraints: $(STAMP)
+	( echo "# Every package of the development environment (pip freeze). Regenerate: make constraints"; \
+	  $(BIN)/python -m pip freeze --exclude-editable ) > constraints.txt
+
+clean:
+	rm -rf $(VENV) $(COLAB_VENV) autograder/release autograder/submitted \
+		autograder/autograded autograder/feedback autograder/gradebook.db

@@ -1,0 +1,61 @@
+"""Argument checks shared by the public helpers; each error names the argument and value."""
+
+from __future__ import annotations
+
+import numbers
+
+import pandas as pd
+
+TABLE_COLUMNS = ("tokens", "probabilities")
+
+
+def require_table(df: object, argument: str = "df") -> pd.DataFrame:
+    """Check that ``df`` is a non-empty DataFrame with ``tokens`` and ``probabilities`` columns."""
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(
+            f"`{argument}` must be a pandas DataFrame with columns 'tokens' and "
+            f"'probabilities', got {type(df).__name__}: {_short_repr(df)}"
+        )
+    missing = [column for column in TABLE_COLUMNS if column not in df.columns]
+    if missing:
+        raise ValueError(
+            f"`{argument}` must have columns 'tokens' and 'probabilities'; missing "
+            f"{missing}, found {list(df.columns)}"
+        )
+    if len(df) == 0:
+        raise ValueError(f"`{argument}` has no rows: there is nothing to show")
+    if not pd.api.types.is_numeric_dtype(df["probabilities"]):
+        raise ValueError(
+            f"`{argument}['probabilities']` must hold numbers, got dtype "
+            f"{df['probabilities'].dtype} (first value {df['probabilities'].iloc[0]!r})"
+        )
+    return df
+
+
+def require_k(k: object, vocab_size: int | None = None, argument: str = "k") -> int:
+    """Check that ``k`` is a positive integer no larger than the vocabulary."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"`{argument}` must be a positive integer, got {type(k).__name__}: {k!r}")
+    if k <= 0:
+        raise ValueError(f"`{argument}` must be a strictly positive integer, got {k!r}")
+    if vocab_size is not None and k > vocab_size:
+        raise ValueError(
+            f"`{argument}` must be at most the vocabulary size ({vocab_size}), got {k!r}"
+        )
+    return int(k)
+
+
+def require_phrase(phrase: object, argument: str = "phrase") -> str:
+    """Check that ``phrase`` is a string with at least one non-space character."""
+    if not isinstance(phrase, str):
+        raise TypeError(
+            f"`{argument}` must be a string, got {type(phrase).__name__}: {_short_repr(phrase)}"
+        )
+    if not phrase.strip():
+        raise ValueError(f"`{argument}` must contain some text, got {phrase!r}")
+    return phrase
+
+
+def _short_repr(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
