@@ -1,0 +1,132 @@
+"""What a hidden test cell calls: one check, run fresh, quiet and time-limited.
+
+A test cell reads::
+
+    from lmlogits_grader.cells import run_check
+    verdict = run_check("matches_reference", predict_next_tokens)
+    assert verdict.passed, verdict.message
+
+- fresh: the grading modules are reloaded, so a submission that redefined or patched
+  ``check_global_vars`` or these helpers gains nothing;
+- quiet: warnings and stderr are swallowed while the student's code runs, because
+  nbgrader scores any test cell that writes to stderr as 0 (nbgrader issue 1904);
+- time-limited: a function that never returns is stopped after ``LMLOGITS_CHECK_SECONDS``
+  (default 60) and fails this check and every later one at once, instead of waiting
+  for nbgrader's cell timeout each time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import logging
+import os
+import signal
+import sys
+import warnings
+
+from lmlogits_grader import state
+
+CHECKS = (
+    "returns_k_rows",
+    "matches_reference",
+    "returns_probabilities",
+    "no_global_vars",
+    "works_without_notebook_globals",
+)
+
+
+class _TimeLimit(BaseException):
+    """Raised inside the student's code when a check runs out of time."""
+
+
+def run_check(name: str, func):
+    """Run one grading check on the student's ``predict_next_tokens``.
+
+    Args:
+        name: one of :data:`CHECKS`.
+        func: the student's function (whatever the notebook's name refers to).
+
+    Returns:
+        A :class:`lmlogits_grader.checks.Verdict`.
+    """
+    if name not in CHECKS:
+        raise ValueError(f"`name` must be one of {CHECKS}, got {name!r}")
+    code = getattr(func, "__code__", None)
+    if code is not None and code in state.timed_out:
+        from lmlogits_grader.checks import Verdict
+
+        return Verdict(False, "skipped: predict_next_tokens did not finish in an earlier check")
+
+    checks = _fresh_checks()
+    import lmlogits
+
+    model, tokenizer = lmlogits.load_model_and_tokenizer()
+    seconds = float(os.environ.get("LMLOGITS_CHECK_SECONDS", "60"))
+    try:
+        with _quiet(), _time_limit(seconds):
+            return getattr(checks, f"check_{name}")(func, tokenizer, model)
+    except _TimeLimit:
+        if code is not None:
+            state.timed_out.add(code)
+        return checks.Verdict(
+            False, f"predict_next_tokens did not finish within {seconds:.0f} s (an endless loop?)"
+        )
+
+
+def _fresh_checks():
+    """Reload the grading code so that nothing the notebook changed in it survives."""
+    import lmlogits.globals_check
+    import lmlogits_grader.checks
+    import lmlogits_grader.reference
+
+    importlib.reload(lmlogits.globals_check)
+    importlib.reload(lmlogits_grader.reference)
+    return importlib.reload(lmlogits_grader.checks)
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float):
+    """Raise :class:`_TimeLimit` in the running code after ``seconds`` (main thread only)."""
+    if seconds <= 0 or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def stop(signum, frame):
+        raise _TimeLimit
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Swallow warnings, logging and anything written to stderr (Python or C level)."""
+    saved_fd = None
+    try:
+        sys.stderr.flush()
+    except Exception:
+        pass
+    try:
+        saved_fd = os.dup(2)
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+    except OSError:
+        saved_fd = None
+    previous_disable = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous_disable)
+        if saved_fd is not None:
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)

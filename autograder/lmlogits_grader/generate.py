@@ -1,0 +1,215 @@
+"""Generate the student and solution copies of each assignment from its one source.
+
+The only hand-edited notebook of an assignment is ``autograder/source/<name>/<name>.ipynb``.
+This module writes, from it:
+
+- ``notebooks/<name>.ipynb``, the student copy: exactly what ``nbgrader
+  generate_assignment`` releases (blanks with hints, hidden tests removed, checksums),
+  with an "Open in Colab" badge;
+- ``solutions/<name>.ipynb``, the solution copy: the source without nbgrader's markers,
+  hint lines and hidden tests, with its own badge.
+
+Two cells of the source are filled in from ``[tool.lmlogits.github]`` in pyproject.toml,
+so that the repository's location is written in one place: the badge (tagged
+``colab-badge``) and the Colab install cell (tagged ``colab-install``).
+
+Usage: ``python -m lmlogits_grader.generate`` writes every copy;
+``python -m lmlogits_grader.generate --check`` lists stale files and exits 1 if any.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import re
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+from nbgrader.preprocessors import (
+    CheckCellMetadata,
+    ClearHiddenTests,
+    ClearMarkScheme,
+    ClearOutput,
+    ComputeChecksums,
+    LockCells,
+)
+
+from lmlogits_grader.blanks import HintedBlanks, strip_hints
+
+REPO = Path(__file__).resolve().parents[2]
+SOURCE_DIR = REPO / "autograder" / "source"
+ASSIGNMENTS = ("013-lm-logits",)
+
+_SOLUTION_MARKERS = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$")
+_HIDDEN_TESTS = re.compile(
+    r"^[ \t]*### BEGIN HIDDEN TESTS[ \t]*\n.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?",
+    re.MULTILINE | re.DOTALL,
+)
+
+
+@dataclass(frozen=True)
+class GitHubLocation:
+    owner: str
+    repository: str
+    branch: str
+    distribution: str
+
+    def colab_url(self, path: str) -> str:
+        return (
+            f"https://colab.research.google.com/github/{self.owner}/{self.repository}"
+            f"/blob/{self.branch}/{path}"
+        )
+
+    def pip_reference(self) -> str:
+        """pip's direct-reference form: never the bare registry name."""
+        return (
+            f"{self.distribution} @ git+https://github.com/{self.owner}/{self.repository}"
+            f"@{self.branch}"
+        )
+
+
+def github_location(repo: Path = REPO) -> GitHubLocation:
+    """Read the repository's GitHub location from pyproject.toml."""
+    pyproject = tomllib.loads((repo / "pyproject.toml").read_text(encoding="utf-8"))
+    github = pyproject["tool"]["lmlogits"]["github"]
+    return GitHubLocation(
+        github["owner"], github["repository"], github["branch"], pyproject["project"]["name"]
+    )
+
+
+def badge_markdown(location: GitHubLocation, path: str) -> str:
+    return (
+        f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+        f"({location.colab_url(path)})"
+    )
+
+
+def install_cell_source(location: GitHubLocation) -> str:
+    return "\n".join(
+        [
+            "# On Google Colab only: install this course's helper package from GitHub.",
+            "# Colab already has torch, transformers and pandas; pip keeps them as they are.",
+            "try:",
+            "    import google.colab  # noqa: F401  (importable on Colab only)",
+            "    ON_COLAB = True",
+            "except ImportError:",
+            "    ON_COLAB = False",
+            "",
+            "if ON_COLAB:",
+            "    import subprocess",
+            "    import sys",
+            "",
+            "    subprocess.run(",
+            f'        [sys.executable, "-m", "pip", "install", "--quiet", "{location.pip_reference()}"],',
+            "        check=True,",
+            "    )",
+        ]
+    )
+
+
+def _tagged(nb, tag: str):
+    return [cell for cell in nb.cells if tag in cell.get("metadata", {}).get("tags", [])]
+
+
+def _set_generated_cells(nb, location: GitHubLocation, badge_path: str) -> None:
+    for cell in _tagged(nb, "colab-badge"):
+        cell.source = badge_markdown(location, badge_path)
+    for cell in _tagged(nb, "colab-install"):
+        cell.source = install_cell_source(location)
+
+
+def _apply(nb, preprocessors) -> None:
+    resources: dict = {}
+    for preprocessor in preprocessors:
+        nb, resources = preprocessor.preprocess(nb, resources)
+
+
+def student_copy(source_nb, location: GitHubLocation, name: str):
+    """What ``nbgrader generate_assignment`` releases, plus the Colab badge."""
+    nb = copy.deepcopy(source_nb)
+    _set_generated_cells(nb, location, f"notebooks/{name}.ipynb")
+    # the same steps, in the same order, as nbgrader's GenerateAssignment (minus the
+    # gradebook), with HintedBlanks in place of ClearSolutions
+    _apply(
+        nb,
+        [
+            LockCells(),
+            HintedBlanks(),
+            ClearOutput(),
+            CheckCellMetadata(),
+            ComputeChecksums(),
+            ClearHiddenTests(),
+            ClearMarkScheme(),
+            ComputeChecksums(),
+            CheckCellMetadata(),
+        ],
+    )
+    return nb
+
+
+def solution_copy(source_nb, location: GitHubLocation, name: str):
+    """The source with its answers in place, without markers, hints or hidden tests."""
+    nb = copy.deepcopy(source_nb)
+    _set_generated_cells(nb, location, f"solutions/{name}.ipynb")
+    for cell in nb.cells:
+        source = _HIDDEN_TESTS.sub("", cell.source)
+        lines = [line for line in source.split("\n") if not _SOLUTION_MARKERS.match(line)]
+        cell.source = strip_hints("\n".join(lines)).strip("\n")
+    _apply(nb, [ClearOutput()])
+    return nb
+
+
+def render(nb) -> str:
+    return nbformat.writes(nb) + "\n"
+
+
+def generated_files(repo: Path = REPO) -> dict[Path, str]:
+    """Every generated file (and the source, with its generated cells) and its text."""
+    location = github_location(repo)
+    files: dict[Path, str] = {}
+    for name in ASSIGNMENTS:
+        source_path = repo / "autograder" / "source" / name / f"{name}.ipynb"
+        source_nb = nbformat.read(source_path, as_version=4)
+        _set_generated_cells(source_nb, location, f"notebooks/{name}.ipynb")
+        _apply(source_nb, [ClearOutput()])
+        files[source_path] = render(source_nb)
+        files[repo / "notebooks" / f"{name}.ipynb"] = render(
+            student_copy(source_nb, location, name)
+        )
+        files[repo / "solutions" / f"{name}.ipynb"] = render(
+            solution_copy(source_nb, location, name)
+        )
+    return files
+
+
+def stale_files(repo: Path = REPO) -> list[Path]:
+    """Generated files whose committed text differs from what the source gives now."""
+    return [
+        path
+        for path, text in generated_files(repo).items()
+        if not path.exists() or path.read_text(encoding="utf-8") != text
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="only report stale copies")
+    args = parser.parse_args(argv)
+    if args.check:
+        stale = stale_files()
+        for path in stale:
+            print(f"stale: {path.relative_to(REPO)} (run `make notebooks`)")
+        return 1 if stale else 0
+    for path, text in generated_files().items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
