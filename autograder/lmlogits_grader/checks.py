@@ -215,7 +215,8 @@ def _table_problem(table: object, k: int) -> str:
         )
     missing = [c for c in ("tokens", "probabilities") if c not in table.columns]
     if missing:
-        return f"the DataFrame needs columns 'tokens' and 'probabilities', has {list(table.columns)}"
+        columns = list(table.columns)
+        return f"the DataFrame needs columns 'tokens' and 'probabilities', has {columns}"
     if len(table) != k:
         return f"expected k = {k} rows, got {len(table)}: use the `k` parameter in topk"
     return ""

@@ -102,10 +102,10 @@ def install_cell_source(location: GitHubLocation) -> str:
             "    import subprocess",
             "    import sys",
             "",
-            "    subprocess.run(",
-            f'        [sys.executable, "-m", "pip", "install", "--quiet", "{location.pip_reference()}"],',
-            "        check=True,",
-            "    )",
+            "    # pip's direct-reference form: the bare name on the registry is another package",
+            f'    package = "{location.pip_reference()}"',
+            '    pip = [sys.executable, "-m", "pip", "install", "--quiet"]',
+            "    subprocess.run([*pip, package], check=True)",
         ]
     )
 
