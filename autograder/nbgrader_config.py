@@ -1,0 +1,108 @@
+"""nbgrader configuration of the LM-logits course (run nbgrader from this folder).
+
+Timeouts (seconds), per cell, keyed on nbgrader's grade_id (students cannot change it):
+- the model-loading cell: LMLOGITS_LOAD_TIMEOUT, default 600, since the first run
+  downloads distilgpt2 (about 350 MB) and nbgrader's default of 30 s is too short;
+- every other cell: LMLOGITS_CELL_TIMEOUT, default 120; a cell that runs longer is
+  interrupted and scores 0, and grading goes on with the next cell.
+Inside the hidden tests, each check also stops a student's function after
+LMLOGITS_CHECK_SECONDS (default 60): see lmlogits_grader/cells.py.
+"""
+
+import os
+
+from lmlogits_grader.blanks import HintedBlanks
+from lmlogits_grader.nbgrader_plugins import (
+    HideHiddenTestTracebacks,
+    RobustExecute,
+    SafeDeduplicateIds,
+)
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import (
+    AssignLatePenalties,
+    CheckCellMetadata,
+    ClearHiddenTests,
+    ClearMarkScheme,
+    ClearOutput,
+    ComputeChecksums,
+    GetGrades,
+    IgnorePattern,
+    IncludeHeaderFooter,
+    InstantiateTests,
+    LimitOutput,
+    LockCells,
+    OverwriteCells,
+    OverwriteKernelspec,
+    SaveAutoGrades,
+    SaveCells,
+)
+
+c = get_config()  # noqa: F821 (provided by nbgrader when it reads this file)
+
+c.CourseDirectory.course_id = "lm-logits"
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
+
+# generate_assignment: nbgrader's own steps, with hinted blanks instead of ClearSolutions
+c.GenerateAssignment.preprocessors = [
+    IncludeHeaderFooter,
+    InstantiateTests,
+    LockCells,
+    HintedBlanks,
+    ClearOutput,
+    CheckCellMetadata,
+    ComputeChecksums,
+    SaveCells,
+    ClearHiddenTests,
+    ClearMarkScheme,
+    ComputeChecksums,
+    CheckCellMetadata,
+]
+
+# autograde: survive duplicated cells and dead kernels; read-only and test cells are
+# restored from the source by OverwriteCells; a deleted graded cell scores 0.
+c.Autograde.sanitize_preprocessors = [
+    ClearOutput,
+    SafeDeduplicateIds,
+    OverwriteKernelspec,
+    OverwriteCells,
+    CheckCellMetadata,
+]
+c.Autograde.autograde_preprocessors = [
+    RobustExecute,
+    IgnorePattern,
+    ClearMetadataPreprocessor,
+    LimitOutput,
+    SaveAutoGrades,
+    AssignLatePenalties,
+    CheckCellMetadata,
+]
+
+_LOAD_TIMEOUT = int(os.environ.get("LMLOGITS_LOAD_TIMEOUT", "600"))
+_CELL_TIMEOUT = int(os.environ.get("LMLOGITS_CELL_TIMEOUT", "120"))
+
+
+def _cell_timeout(cell):
+    grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    return _LOAD_TIMEOUT if grade_id in ("load_model", "setup") else _CELL_TIMEOUT
+
+
+c.Execute.timeout = _CELL_TIMEOUT
+c.Execute.timeout_func = _cell_timeout
+# a student loop that ignores interrupts must not fail the whole notebook
+c.Execute.raise_on_iopub_timeout = False
+# the kernel's start-up warning about unencrypted TCP is noise in the logs
+c.Execute.extra_arguments = ["--IPKernelApp.log_level=ERROR"]
+
+# nbgrader scores a test cell that writes anything to stderr as 0 (nbgrader issue 1904).
+# Library warnings (torch, transformers, pandas) must never cost points, and real
+# failures show up as errors anyway: drop every stderr output before scoring.
+c.IgnorePattern.enabled = True
+c.IgnorePattern.pattern = r"[\s\S]*"
+
+# feedback: never show hidden test code, in the source or in tracebacks
+c.GenerateFeedback.preprocessors = [
+    GetGrades,
+    HideHiddenTestTracebacks,
+    ClearHiddenTests,
+    CSSHTMLHeaderPreprocessor,
+]
