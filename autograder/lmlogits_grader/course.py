@@ -1,0 +1,196 @@
+"""Drive nbgrader for a course folder: generate, collect, autograde, feedback, export.
+
+nbgrader does the grading; this module only calls its Python API in the right order,
+reads the per-cell grades back from the gradebook, and prints them.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+COURSE = Path(__file__).resolve().parents[1]  # the repository's autograder/ folder
+ASSIGNMENT = "013-lm-logits"
+
+# The rubric, in notebook order: grade_id -> (part, points). README "Rubric" explains it.
+RUBRIC = {
+    "test_step1": ("Step 1: input_ids", 1),
+    "test_step2": ("Step 2: logits shape", 1),
+    "test_step3": ("Step 3: last position", 1),
+    "test_step4": ("Step 4: softmax, argmax", 1),
+    "test_step5": ("Step 5: top-10 table", 1),
+    "test_returns_k_rows": ("f: DataFrame, k rows", 2),
+    "test_matches_reference": ("f: hidden phrases", 4),
+    "test_returns_probabilities": ("f: probabilities", 1),
+    "test_no_global_vars": ("f: check_global_vars", 2),
+    "test_works_without_notebook_globals": ("f: without globals", 3),
+    "q1": ("Q1 (manual)", 2),
+    "q2": ("Q2 (manual)", 2),
+    "q3": ("Q3 (manual)", 2),
+}
+
+
+@dataclass(frozen=True)
+class CellGrade:
+    score: float
+    max_score: float
+    needs_manual_grade: bool
+
+
+def _quiet_nbgrader() -> None:
+    # nbgrader runs `alembic` from PATH when it creates a gradebook
+    bin_dir = os.path.dirname(sys.executable)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    warnings.filterwarnings("ignore", message="Object of type")
+
+
+def new_course(root: Path, course: Path = COURSE) -> Path:
+    """Make ``root`` a course folder: this course's config and source, nothing graded."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(course / "nbgrader_config.py", root / "nbgrader_config.py")
+    shutil.copytree(course / "source", root / "source", dirs_exist_ok=True)
+    return root
+
+
+def api_for(root: Path = COURSE):
+    """An ``NbGraderAPI`` configured from ``root/nbgrader_config.py``."""
+    from nbgrader.apps import NbGraderAPI
+    from traitlets.config.loader import PyFileConfigLoader
+
+    _quiet_nbgrader()
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    config.CourseDirectory.root = str(root)
+    return NbGraderAPI(config=config)
+
+
+def _require_success(result: dict, what: str) -> None:
+    if not result.get("success"):
+        raise RuntimeError(f"nbgrader {what} failed:\n{result.get('error') or result.get('log')}")
+
+
+def generate(api, assignment: str = ASSIGNMENT) -> None:
+    """``nbgrader generate_assignment``: release/ and the gradebook's source cells."""
+    _require_success(api.generate_assignment(assignment), f"generate_assignment {assignment}")
+
+
+def submit(root: Path, student: str, nb, assignment: str = ASSIGNMENT) -> Path:
+    """Place a notebook where ``nbgrader collect`` would: submitted/<student>/<assignment>/."""
+    folder = root / "submitted" / student / assignment
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{assignment}.ipynb"
+    nbformat.write(nb, path)
+    (folder / "timestamp.txt").write_text("2026-11-21 12:00:00.000000 UTC")
+    return path
+
+
+def submitted_students(root: Path, assignment: str = ASSIGNMENT) -> list[str]:
+    folder = root / "submitted"
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if (p / assignment).is_dir())
+
+
+def autograde(
+    api, students: Iterable[str], assignment: str = ASSIGNMENT, progress: bool = True
+) -> dict[str, bool]:
+    """``nbgrader autograde`` each student in turn; one failure never stops the rest.
+
+    Returns ``{student: success}``. With ``progress``, prints ``[done/total]`` lines with
+    the rate and the failures so far to stderr.
+    """
+    students = list(students)
+    outcome: dict[str, bool] = {}
+    start = time.perf_counter()
+    for done, student in enumerate(students, start=1):
+        result = api.autograde(assignment, student, force=True, create=True)
+        outcome[student] = bool(result.get("success"))
+        if progress:
+            elapsed = time.perf_counter() - start
+            failures = sum(not ok for ok in outcome.values())
+            print(
+                f"[{done}/{len(students)}] {student}: {'ok' if outcome[student] else 'FAILED'}"
+                f"  ({done / elapsed * 60:.1f} submissions/min, {failures} failed)",
+                file=sys.stderr,
+            )
+    return outcome
+
+
+def feedback(api, students: Iterable[str], assignment: str = ASSIGNMENT) -> None:
+    for student in students:
+        api.generate_feedback(assignment, student)
+
+
+def cell_grades(root: Path, assignment: str = ASSIGNMENT) -> dict[str, dict[str, CellGrade]]:
+    """Every student's grade per graded cell, read from the gradebook."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    grades: dict[str, dict[str, CellGrade]] = {}
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
+        for student in gradebook.students:
+            try:
+                notebook = gradebook.find_submission_notebook(assignment, assignment, student.id)
+            except MissingEntry:
+                continue
+            grades[student.id] = {
+                grade.name: CellGrade(
+                    float(grade.score), float(grade.max_score), bool(grade.needs_manual_grade)
+                )
+                for grade in notebook.grades
+            }
+    return grades
+
+
+def export_csv(root: Path, path: Path) -> Path:
+    """``nbgrader export``: one row per student, nbgrader's columns, manual grades included."""
+    _quiet_nbgrader()
+    nbgrader = Path(sys.executable).parent / "nbgrader"
+    subprocess.run(
+        [str(nbgrader), "export", "--to", str(Path(path).resolve()), "--log-level=ERROR"],
+        cwd=root,
+        check=True,
+    )
+    return path
+
+
+def grade_table(grades: dict[str, dict[str, CellGrade]]) -> str:
+    """A plain-text table: one row per student, one column per rubric part, and the total."""
+    parts = list(RUBRIC)
+    header = ["student"] + [gid.replace("test_", "") for gid in parts] + ["auto", "total"]
+    rows = []
+    for student, cells in sorted(grades.items()):
+        row = [student]
+        for gid in parts:
+            grade = cells.get(gid)
+            if grade is None:
+                row.append("-")
+            elif grade.needs_manual_grade:
+                row.append("?")
+            else:
+                row.append(f"{grade.score:g}")
+        auto = sum(g.score for gid, g in cells.items() if not gid.startswith("q"))
+        total = sum(g.score for g in cells.values())
+        row += [f"{auto:g}/17", f"{total:g}/23"]
+        rows.append(row)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True))
+        for r in [header, *rows]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
