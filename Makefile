@@ -10,11 +10,14 @@ COLAB_VENV ?= .venv-colab
 COLAB_STAMP := $(COLAB_VENV)/.installed
 
 # Tests never touch the network; the built-in model stands in for distilgpt2.
-TEST_ENV := HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+TEST_ENV := HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: help venv test lint notebooks test-colab constraints clean
+.PHONY: help venv demo grade grade-export test lint notebooks test-colab constraints clean
 
 help:
+	@echo "make demo        grade a sample class end to end and print the grade table"
+	@echo "make grade SUBMISSIONS=dir   grade a folder of <student>.ipynb into grades + feedback"
+	@echo "make grade-export            refresh autograder/grades.csv (after manual grading)"
 	@echo "make test        create .venv if needed, lint, run the whole test suite"
 	@echo "make notebooks   regenerate notebooks/ and solutions/ from autograder/source/"
 	@echo "make test-colab  run the solution notebook under pandas 2.2 + transformers 4.x"
@@ -27,6 +30,16 @@ $(STAMP): pyproject.toml requirements-dev.txt constraints.txt autograder/pyproje
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
 		-r requirements-dev.txt -e '.[offline]' -e ./autograder
 	touch $@
+
+# nbgrader runs `alembic` from PATH when it creates a gradebook
+demo: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" TOKENIZERS_PARALLELISM=false $(BIN)/python -m lmlogits_grader.demo
+
+grade: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m lmlogits_grader.grade_folder "$(SUBMISSIONS)"
+
+grade-export: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m lmlogits_grader.grade_folder --export-only
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -51,5 +64,5 @@ constraints: $(STAMP)
 	  $(BIN)/python -m pip freeze --exclude-editable ) > constraints.txt
 
 clean:
-	rm -rf $(VENV) $(COLAB_VENV) autograder/release autograder/submitted \
+	rm -rf $(VENV) $(COLAB_VENV) build autograder/grades.csv autograder/release autograder/submitted \
 		autograder/autograded autograder/feedback autograder/gradebook.db

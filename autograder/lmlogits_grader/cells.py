@@ -37,6 +37,10 @@ CHECKS = (
 )
 
 
+# Checks that run the student's function (no_global_vars only reads its bytecode).
+CALLS_THE_FUNCTION = frozenset(CHECKS) - {"no_global_vars"}
+
+
 class _TimeLimit(BaseException):
     """Raised inside the student's code when a check runs out of time."""
 
@@ -54,7 +58,7 @@ def run_check(name: str, func):
     if name not in CHECKS:
         raise ValueError(f"`name` must be one of {CHECKS}, got {name!r}")
     code = getattr(func, "__code__", None)
-    if code is not None and code in state.timed_out:
+    if name in CALLS_THE_FUNCTION and code is not None and code in state.timed_out:
         from lmlogits_grader.checks import Verdict
 
         return Verdict(False, "skipped: predict_next_tokens did not finish in an earlier check")

@@ -135,13 +135,15 @@ def make_submission(kind: str, assignment: str = ASSIGNMENTS[0]):
         for grade_id in ("test_returns_k_rows", "test_matches_reference"):
             _cell(nb, grade_id).source = "pass"
     elif kind == "duplicated_cells":
-        position = _index(nb, "test_step1")
-        nb.cells.insert(position, copy.deepcopy(_cell(nb, "test_step1")))
+        duplicate = copy.deepcopy(_cell(nb, "test_step1"))
+        duplicate["id"] = duplicate["id"] + "-copy"
+        nb.cells.insert(_index(nb, "test_step1"), duplicate)
     elif kind == "cheats_checks":
         # reads the global phrase, then makes every checker it can reach always pass
         function.source = _function_source(CORRECT_BODY, parameters="text, k")
         cheat = copy.deepcopy(_cell(nb, "predict_next_tokens"))
         del cheat.metadata["nbgrader"]
+        cheat["id"] = cheat["id"] + "-cheat"
         cheat.source = textwrap.dedent('''
             import lmlogits
             import lmlogits.globals_check

@@ -1,0 +1,84 @@
+"""``make demo``: grade a small sample class end to end and show the result.
+
+Generates the assignment, submits a few correct notebooks and a few with the classic
+mistakes, autogrades them with nbgrader, writes feedback and the grades CSV, and prints
+a grade table. Uses distilgpt2 when it is cached or downloadable, else the built-in
+offline model, and says which on its first line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+DEMO_CLASS = {
+    "ada": "correct",
+    "brook": "alternative",
+    "chen": "correct",
+    "dara": "global_phrase",
+    "emil": "returns_logits",
+    "fatou": "ignores_k",
+    "gus": "off_by_one",
+    "hana": "blank_answers",
+}
+
+
+def choose_model() -> str:
+    """distilgpt2 if it can be had, else the built-in model; print which, and why."""
+    from lmlogits import ModelUnavailableError, resolve_model
+
+    if os.environ.get("LMLOGITS_MODEL"):
+        print(f"Model: {os.environ['LMLOGITS_MODEL']} (from LMLOGITS_MODEL)")
+        return os.environ["LMLOGITS_MODEL"]
+    try:
+        resolve_model("distilgpt2")
+    except ModelUnavailableError:
+        print("Model: built-in offline model 'tiny' (distilgpt2 is neither cached nor "
+              "downloadable here; its predictions are not distilgpt2's)")
+        return "tiny"
+    print("Model: distilgpt2 (the course model)")
+    return "distilgpt2"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--course", type=Path, default=Path("build/demo-course"),
+                        help="folder for the demo course (recreated; default build/demo-course)")
+    args = parser.parse_args(argv)
+    os.environ["LMLOGITS_MODEL"] = choose_model()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    from lmlogits_grader import course, submissions
+
+    root = args.course.resolve()
+    shutil.rmtree(root, ignore_errors=True)
+    course.new_course(root)
+    api = course.api_for(root)
+    print(f"Course folder: {root}")
+    course.generate(api)
+    print(f"Generated the assignment: {root / 'release' / course.ASSIGNMENT}")
+    for student, kind in DEMO_CLASS.items():
+        course.submit(root, student, submissions.make_submission(kind))
+    print(f"Submitted {len(DEMO_CLASS)} sample notebooks: "
+          + ", ".join(f"{s} ({k})" for s, k in DEMO_CLASS.items()))
+    outcome = course.autograde(api, DEMO_CLASS)
+    course.feedback(api, DEMO_CLASS)
+    csv_path = course.export_csv(root, root / "grades.csv")
+    print()
+    print(course.grade_table(course.cell_grades(root)))
+    print("\n'?' = written answer waiting for manual grading (formgrader); "
+          "'-' = cell missing from the submission.")
+    print(f"Grades CSV: {csv_path}")
+    print(f"Feedback:   {root / 'feedback'}/<student>/{course.ASSIGNMENT}/{course.ASSIGNMENT}.html")
+    failed = [s for s, ok in outcome.items() if not ok]
+    if failed:
+        print(f"nbgrader could not grade: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

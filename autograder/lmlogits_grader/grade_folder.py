@@ -1,0 +1,68 @@
+"""``make grade SUBMISSIONS=dir``: grade a folder of collected notebooks into grades + feedback.
+
+The folder holds one notebook per student, named ``<student_id>.ipynb`` (what an LMS
+download gives, once renamed; nbgrader's ``zip_collect`` is the alternative). Each is
+placed in ``autograder/submitted/<student_id>/013-lm-logits/`` and graded by nbgrader.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from lmlogits_grader import course
+
+_STUDENT_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def collect(folder: Path, root: Path, assignment: str = course.ASSIGNMENT) -> list[str]:
+    """Copy ``folder/<student>.ipynb`` into ``root/submitted``; return the student ids."""
+    if not folder.is_dir():
+        raise ValueError(f"`SUBMISSIONS` must be a folder of notebooks, got {str(folder)!r}")
+    students = []
+    for notebook in sorted(folder.glob("*.ipynb")):
+        student = notebook.stem
+        if not _STUDENT_ID.match(student):
+            print(f"skipped {notebook.name}: not a usable student id", file=sys.stderr)
+            continue
+        target = root / "submitted" / student / assignment
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(notebook, target / f"{assignment}.ipynb")
+        students.append(student)
+    if not students:
+        raise ValueError(f"no notebooks (*.ipynb) found in {str(folder)!r}")
+    return students
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("submissions", type=Path, nargs="?", help="folder of <student>.ipynb")
+    parser.add_argument("--course", type=Path, default=course.COURSE)
+    parser.add_argument("--export-only", action="store_true", help="only refresh the CSV")
+    args = parser.parse_args(argv)
+    root = args.course.resolve()
+    api = course.api_for(root)
+    outcome: dict[str, bool] = {}
+    if not args.export_only:
+        if args.submissions is None:
+            parser.error("give the folder of submissions (make grade SUBMISSIONS=dir)")
+        students = collect(args.submissions, root)
+        course.generate(api)
+        outcome = course.autograde(api, students)
+        course.feedback(api, students)
+    csv_path = course.export_csv(root, root / "grades.csv")
+    print(course.grade_table(course.cell_grades(root)))
+    print(f"Grades CSV: {csv_path}")
+    print(f"Feedback:   {root / 'feedback'}/<student>/{course.ASSIGNMENT}/")
+    failed = [s for s, ok in outcome.items() if not ok]
+    if failed:
+        print(f"nbgrader could not grade: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
