@@ -1,0 +1,167 @@
+"""nbgrader end to end: one class of synthetic submissions, every score asserted exactly.
+
+The expected points below are worked out by hand from the rubric (README "Rubric"),
+one row per kind of submission, not computed by the grading code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from lmlogits_grader import course, submissions
+from lmlogits_grader.checks import HIDDEN_PHRASES
+
+pytestmark = pytest.mark.autograde
+
+STEPS = ["test_step1", "test_step2", "test_step3", "test_step4", "test_step5"]
+FUNCTION_TESTS = [
+    "test_returns_k_rows",          # 2 points
+    "test_matches_reference",       # 4
+    "test_returns_probabilities",   # 1
+    "test_no_global_vars",          # 2
+    "test_works_without_notebook_globals",  # 3
+]
+
+# kind: points for the five function tests, in FUNCTION_TESTS order (steps 1-5 are right
+# in every kind: each earns 1). None: the cell was deleted, 0 and flagged for a person.
+EXPECTED = {
+    "correct": (2, 4, 1, 2, 3),
+    # batch.input_ids, torch.softmax, topk on probabilities, .tolist() columns
+    "alternative": (2, 4, 1, 2, 3),
+    # reads the notebook's phrase: the visible example still looks right
+    "global_phrase": (2, 0, 1, 0, 0),
+    # reads the notebook's last_token_probabilities
+    "global_probabilities": (2, 0, 1, 0, 0),
+    "returns_list": (0, 0, 0, 2, 0),
+    "wrong_columns": (0, 0, 0, 2, 0),
+    # logits[0, -2]: right form, wrong tokens
+    "off_by_one": (2, 0, 1, 2, 0),
+    "returns_logits": (2, 0, 0, 2, 0),
+    # always 10 rows
+    "ignores_k": (0, 0, 1, 2, 0),
+    "raises": (0, 0, 0, 2, 0),
+    # never returns: stopped by the timeouts; its code reads no globals
+    "infinite_loop": (0, 0, 0, 2, 0),
+    # os._exit in the function: the kernel dies at the first call, after step 5
+    "kills_kernel": (0, 0, 0, 0, 0),
+    # prints to stderr, warns, and triggers a torch warning: costs nothing
+    "warns": (2, 4, 1, 2, 3),
+    # the function's cell does not compile: predict_next_tokens is undefined
+    "syntax_error": (0, 0, 0, 0, 0),
+    # test_matches_reference deleted: that cell only scores 0
+    "deleted_test_cell": (2, None, 1, 2, 3),
+    # ignores k, and replaced two test cells by `pass`: the tests are restored
+    "edited_test_cells": (0, 0, 1, 2, 0),
+    # test_step1 pasted twice: graded once, batch goes on
+    "duplicated_cells": (2, 4, 1, 2, 3),
+    # reads the global phrase and patches every checker to pass: gains nothing
+    "cheats_checks": (2, 0, 1, 0, 0),
+    # correct code, Q1-Q3 left as released
+    "blank_answers": (2, 4, 1, 2, 3),
+}
+
+
+@pytest.fixture(scope="module")
+def graded_class(tmp_path_factory):
+    """A course with every kind of submission, autograded once, with feedback."""
+    os.environ["LMLOGITS_MODEL"] = "tiny"
+    # short limits keep the endless-loop submission quick; normal cells take < 1 s
+    os.environ["LMLOGITS_CELL_TIMEOUT"] = "6"
+    os.environ["LMLOGITS_CHECK_SECONDS"] = "3"
+    root = course.new_course(tmp_path_factory.mktemp("course"))
+    api = course.api_for(root)
+    course.generate(api)
+    for kind in EXPECTED:
+        course.submit(root, kind, submissions.make_submission(kind))
+    outcome = course.autograde(api, EXPECTED, progress=False)
+    course.feedback(api, EXPECTED)
+    return root, api, outcome, course.cell_grades(root)
+
+
+def test_every_kind_of_submission_is_in_the_test():
+    assert set(EXPECTED) == set(submissions.KINDS)
+
+
+def test_no_submission_crashes_the_batch(graded_class):
+    _, _, outcome, grades = graded_class
+    assert outcome == {kind: True for kind in EXPECTED}
+    assert set(grades) == set(EXPECTED)
+
+
+@pytest.mark.parametrize("kind", list(EXPECTED))
+def test_each_cell_gets_its_deliberate_score(graded_class, kind):
+    grades = graded_class[3][kind]
+    got_steps = [grades[cell].score for cell in STEPS]
+    assert got_steps == [1, 1, 1, 1, 1]
+    got = tuple(
+        None if grades[cell].needs_manual_grade else grades[cell].score for cell in FUNCTION_TESTS
+    )
+    assert got == EXPECTED[kind]
+    for cell in FUNCTION_TESTS:
+        if grades[cell].needs_manual_grade:  # a deleted cell: 0 until a person decides
+            assert grades[cell].score == 0
+
+
+def test_written_answers_wait_for_a_person_unless_unchanged(graded_class):
+    grades = graded_class[3]
+    for question in ("q1", "q2", "q3"):
+        assert grades["correct"][question].needs_manual_grade
+        assert grades["blank_answers"][question].score == 0
+        assert not grades["blank_answers"][question].needs_manual_grade
+        assert grades["correct"][question].max_score == 2
+
+
+def _feedback_html(root: Path, student: str) -> str:
+    path = root / "feedback" / student / course.ASSIGNMENT / f"{course.ASSIGNMENT}.html"
+    return path.read_text()
+
+
+def test_feedback_explains_without_revealing_hidden_tests(graded_class):
+    root = graded_class[0]
+    html = _feedback_html(root, "global_phrase")
+    assert "hidden phrases give a different top-k" in html
+    assert "check_global_vars" in html
+    for secret in ("BEGIN HIDDEN TESTS", "run_check", "lmlogits_grader", *HIDDEN_PHRASES[1:]):
+        assert secret not in html, secret
+    assert "Test: the same tokens and probabilities as the reference" in html  # test's name
+
+
+def test_feedback_of_a_correct_submission_shows_full_marks(graded_class):
+    html = _feedback_html(graded_class[0], "correct")
+    assert re.search(r"17(\.0)?\s*/\s*23", html) or "Score: 17" in html
+
+
+def _export(root: Path, name: str) -> dict[str, dict[str, str]]:
+    rows = course.read_csv(course.export_csv(root, root / name))
+    return {row["student_id"]: row for row in rows}
+
+
+def test_grades_csv_and_manual_grades(graded_class):
+    from nbgrader.api import Gradebook
+
+    root = graded_class[0]
+    rows = _export(root, "a.csv")
+    assert set(rows) == set(EXPECTED)
+    assert float(rows["correct"]["score"]) == 17
+    assert float(rows["kills_kernel"]["score"]) == 5
+    assert float(rows["correct"]["max_score"]) == 23
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
+        grade = gradebook.find_grade("q1", course.ASSIGNMENT, course.ASSIGNMENT, "correct")
+        grade.manual_score = 2
+        grade.needs_manual_grade = False
+        gradebook.db.commit()
+    rows = _export(root, "b.csv")
+    assert float(rows["correct"]["score"]) == 19
+
+
+def test_autograding_again_changes_nothing(graded_class):
+    root, api, _, before = graded_class
+    again = ["correct", "global_phrase", "kills_kernel", "deleted_test_cell", "duplicated_cells"]
+    assert course.autograde(api, again, progress=False) == {kind: True for kind in again}
+    after = course.cell_grades(root)
+    for kind in EXPECTED:
+        for cell in STEPS + FUNCTION_TESTS:
+            assert after[kind][cell] == before[kind][cell], (kind, cell)
