@@ -126,16 +126,22 @@ def _build_into(folder: Path) -> None:
         bos_token_id=eos_token_id,
         eos_token_id=eos_token_id,
     )
+    from transformers.utils import logging as transformers_logging
+
     generator_state = torch.random.get_rng_state()
+    bars_were_on = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()  # building must not write to stderr
     try:
         torch.manual_seed(_SEED)
         model = GPT2LMHeadModel(config)
         tokenizer = AutoTokenizer.from_pretrained(folder, add_prefix_space=True)
         _train_briefly(model, tokenizer, eos_token_id)
+        model.eval()
+        model.save_pretrained(folder)
     finally:
         torch.random.set_rng_state(generator_state)
-    model.eval()
-    model.save_pretrained(folder)
+        if bars_were_on:
+            transformers_logging.enable_progress_bar()
 
 
 def _train_briefly(model, tokenizer, eos_token_id: int) -> None:

