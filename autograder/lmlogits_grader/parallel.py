@@ -162,7 +162,8 @@ def grade_in_parallel(
         ``{student: success}`` for the students graded in this call (already recorded
         ones are skipped unless ``force``).
     """
-    workers = workers or default_workers()
+    if workers is None:
+        workers = default_workers()
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"`workers` must be a positive integer, got {workers!r}")
     root = Path(root).resolve()
