@@ -55,9 +55,12 @@ def serial_grades(tmp_path_factory):
     return course.cell_grades(root), _csv_without_timestamps(root)
 
 
-def test_parallel_grades_equal_serial_grades(tmp_path_factory, serial_grades):
+@pytest.mark.parametrize("warm", [True, False], ids=["warm-kernels", "fresh-kernels"])
+def test_parallel_grades_equal_serial_grades(tmp_path_factory, serial_grades, warm):
     root = _course_with(tmp_path_factory, "parallel", CLASS)
-    outcome = parallel.grade_in_parallel(root, list(CLASS), workers=2, progress=False)
+    outcome = parallel.grade_in_parallel(
+        root, list(CLASS), workers=2, progress=False, warm=warm
+    )
     assert outcome == dict.fromkeys(CLASS, True)
     assert course.cell_grades(root) == serial_grades[0]
     assert _csv_without_timestamps(root) == serial_grades[1]

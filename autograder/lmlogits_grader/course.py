@@ -63,14 +63,19 @@ def new_course(root: Path, course: Path = COURSE) -> Path:
     return root
 
 
-def api_for(root: Path = COURSE):
-    """An ``NbGraderAPI`` configured from ``root/nbgrader_config.py``."""
+def api_for(root: Path = COURSE, kernel_name: str | None = None):
+    """An ``NbGraderAPI`` configured from ``root/nbgrader_config.py``.
+
+    ``kernel_name`` overrides the notebook's kernel for execution (warm kernels).
+    """
     from nbgrader.apps import NbGraderAPI
     from traitlets.config.loader import PyFileConfigLoader
 
     _quiet_nbgrader()
     config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
     config.CourseDirectory.root = str(root)
+    if kernel_name:
+        config.Execute.kernel_name = kernel_name
     return NbGraderAPI(config=config)
 
 

@@ -26,6 +26,7 @@ import multiprocessing
 import os
 import shutil
 import sys
+import tempfile
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -38,6 +39,7 @@ WORKERS_DIR = ".parallel-workers"
 
 _worker_api = None
 _worker_root: Path | None = None
+_zygote = None  # this worker's warm-kernel zygote (a Popen), if any
 
 
 def default_workers() -> int:
@@ -69,18 +71,29 @@ def _worker_course(root: Path, index: int) -> Path:
     return worker
 
 
-def _init_worker(worker_root: str) -> None:
-    global _worker_api, _worker_root
+def _init_worker(worker_root: str, warm: bool) -> None:
+    global _worker_api, _worker_root, _zygote
     # one thread per kernel: N workers on N cores must not oversubscribe them
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
     _worker_root = Path(worker_root)
-    _worker_api = course.api_for(_worker_root)
+    overrides = {}
+    if warm:
+        from lmlogits_grader import warm_kernel
+
+        # a short path: Unix socket paths are limited to about 100 characters
+        socket_path = Path(tempfile.mkdtemp(prefix="lmlogits-")) / "zygote.sock"
+        _zygote = warm_kernel.start_zygote(socket_path)
+        jupyter_dir = _worker_root / "jupyter"
+        warm_kernel.install_kernelspec(jupyter_dir, socket_path)
+        os.environ["JUPYTER_PATH"] = str(jupyter_dir)
+        overrides["kernel_name"] = warm_kernel.KERNEL_NAME
+    _worker_api = course.api_for(_worker_root, **overrides)
 
 
-def _init_pool_process(free_roots) -> None:
+def _init_pool_process(free_roots, warm: bool) -> None:
     # each pool process claims one worker folder of its own
-    _init_worker(free_roots.get())
+    _init_worker(free_roots.get(), warm)
 
 
 def _execute_one(student: str, assignment: str) -> tuple[str, str | None]:
@@ -153,10 +166,14 @@ def grade_in_parallel(
     assignment: str = course.ASSIGNMENT,
     force: bool = False,
     progress: bool = True,
+    warm: bool = True,
 ) -> dict[str, bool]:
     """Autograde ``students`` with ``workers`` processes; grades as serial nbgrader gives.
 
     The assignment must have been generated (``release/`` and the gradebook exist).
+    With ``warm``, each worker runs its submissions in kernels forked from a process
+    that has already imported torch and transformers and loaded the model (see
+    :mod:`lmlogits_grader.warm_kernel`); without it, each starts from scratch.
 
     Returns:
         ``{student: success}`` for the students graded in this call (already recorded
@@ -199,7 +216,7 @@ def grade_in_parallel(
         max_workers=workers,
         mp_context=context,
         initializer=_init_pool_process,
-        initargs=(free_roots,),
+        initargs=(free_roots, warm),
     ) as pool:
         pending = {pool.submit(_execute_one, s, assignment): s for s in todo}
         while pending:
@@ -230,11 +247,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument("--course", type=Path, default=course.COURSE)
     parser.add_argument("--force", action="store_true", help="regrade students already done")
+    parser.add_argument("--cold", action="store_true", help="fresh kernels, no warm zygote")
     args = parser.parse_args(argv)
     root = args.course.resolve()
     students = args.students or course.submitted_students(root)
     course.generate(course.api_for(root))
-    outcome = grade_in_parallel(root, students, args.workers, force=args.force)
+    outcome = grade_in_parallel(
+        root, students, args.workers, force=args.force, warm=not args.cold
+    )
     failed = [s for s, ok in outcome.items() if not ok]
     print(f"graded {len(outcome)} submissions, {len(failed)} failed", file=sys.stderr)
     return 1 if failed else 0
