@@ -12,12 +12,13 @@ COLAB_STAMP := $(COLAB_VENV)/.installed
 # Tests never touch the network; the built-in model stands in for distilgpt2.
 TEST_ENV := HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: help venv demo grade grade-export test lint notebooks test-colab constraints clean
+.PHONY: help venv demo grade grade-export bench test lint notebooks test-colab constraints clean
 
 help:
 	@echo "make demo        grade a sample class end to end and print the grade table"
-	@echo "make grade SUBMISSIONS=dir   grade a folder of <student>.ipynb into grades + feedback"
+	@echo "make grade SUBMISSIONS=dir [WORKERS=n]  grade a folder of <student>.ipynb (n workers)"
 	@echo "make grade-export            refresh autograder/grades.csv (after manual grading)"
+	@echo "make bench       serial nbgrader vs parallel grading, phase costs, memory"
 	@echo "make test        create .venv if needed, lint, run the whole test suite"
 	@echo "make notebooks   regenerate notebooks/ and solutions/ from autograder/source/"
 	@echo "make test-colab  run the solution notebook under pandas 2.2 + transformers 4.x"
@@ -36,10 +37,14 @@ demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" TOKENIZERS_PARALLELISM=false $(BIN)/python -m lmlogits_grader.demo
 
 grade: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m lmlogits_grader.grade_folder "$(SUBMISSIONS)"
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m lmlogits_grader.grade_folder "$(SUBMISSIONS)" \
+		$(if $(WORKERS),--workers $(WORKERS))
 
 grade-export: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m lmlogits_grader.grade_folder --export-only
+
+bench: $(STAMP)
+	$(TEST_ENV) LMLOGITS_MODEL=tiny $(BIN)/python benchmarks/bench_autograde.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

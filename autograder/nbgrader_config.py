@@ -11,12 +11,6 @@ LMLOGITS_CHECK_SECONDS (default 60): see lmlogits_grader/cells.py.
 
 import os
 
-from lmlogits_grader.blanks import HintedBlanks
-from lmlogits_grader.nbgrader_plugins import (
-    HideHiddenTestTracebacks,
-    RobustExecute,
-    SafeDeduplicateIds,
-)
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (
     AssignLatePenalties,
@@ -35,6 +29,13 @@ from nbgrader.preprocessors import (
     OverwriteKernelspec,
     SaveAutoGrades,
     SaveCells,
+)
+
+from lmlogits_grader.blanks import HintedBlanks
+from lmlogits_grader.nbgrader_plugins import (
+    HideHiddenTestTracebacks,
+    RobustExecute,
+    SafeDeduplicateIds,
 )
 
 c = get_config()  # noqa: F821 (provided by nbgrader when it reads this file)

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from lmlogits_grader import course, submissions
 from lmlogits_grader.checks import HIDDEN_PHRASES
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+
 from lmlogits_grader.generate import (
     ASSIGNMENTS,
     generated_files,

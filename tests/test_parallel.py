@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from lmlogits_grader import course, parallel, submissions
 
 pytestmark = pytest.mark.autograde

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["LMLOGITS_MODEL"] = choose_model()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-    from lmlogits_grader import course, submissions
+    from lmlogits_grader import course, parallel, submissions
 
     root = args.course.resolve()
     shutil.rmtree(root, ignore_errors=True)
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         course.submit(root, student, submissions.make_submission(kind))
     print(f"Submitted {len(DEMO_CLASS)} sample notebooks: "
           + ", ".join(f"{s} ({k})" for s, k in DEMO_CLASS.items()))
-    outcome = course.autograde(api, DEMO_CLASS)
+    outcome = parallel.grade_in_parallel(root, list(DEMO_CLASS))
     course.feedback(api, DEMO_CLASS)
     csv_path = course.export_csv(root, root / "grades.csv")
     print()

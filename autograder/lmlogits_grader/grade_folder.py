@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from lmlogits_grader import course
+from lmlogits_grader import course, parallel
 
 _STUDENT_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("submissions", type=Path, nargs="?", help="folder of <student>.ipynb")
     parser.add_argument("--course", type=Path, default=course.COURSE)
     parser.add_argument("--export-only", action="store_true", help="only refresh the CSV")
+    parser.add_argument("--workers", type=int, default=parallel.default_workers(),
+                        help="parallel workers (default: the number of cores)")
+    parser.add_argument("--force", action="store_true", help="regrade students already graded")
     args = parser.parse_args(argv)
     root = args.course.resolve()
     api = course.api_for(root)
@@ -51,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("give the folder of submissions (make grade SUBMISSIONS=dir)")
         students = collect(args.submissions, root)
         course.generate(api)
-        outcome = course.autograde(api, students)
+        outcome = parallel.grade_in_parallel(root, students, args.workers, force=args.force)
         course.feedback(api, students)
     csv_path = course.export_csv(root, root / "grades.csv")
     print(course.grade_table(course.cell_grades(root)))

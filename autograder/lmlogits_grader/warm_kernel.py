@@ -48,12 +48,14 @@ def _preload() -> None:
     import ipykernel.kernelapp  # noqa: F401  (IPython, zmq, tornado)
     import matplotlib  # noqa: F401
     import pandas  # noqa: F401
-    import transformers  # noqa: F401
+    from transformers.utils import logging as transformers_logging
 
     import lmlogits
     import lmlogits_grader.checks  # noqa: F401
 
+    transformers_logging.disable_progress_bar()  # the zygote's stderr is the grader's
     lmlogits.load_model_and_tokenizer()  # cached in lmlogits.model for every child
+    transformers_logging.enable_progress_bar()
     os.environ["LMLOGITS_TORCH_THREADS"] = str(threads)
 
 
@@ -85,7 +87,10 @@ def _become_kernel(request: dict, fds: list[int], listener: socket.socket) -> No
     threading.Thread(target=exit_with_launcher, daemon=True).start()
     from ipykernel.kernelapp import launch_new_instance
 
-    sys.argv = ["ipykernel_launcher", *request["argv"]]
+    # a parent handle, as jupyter_client gives its kernels (ipykernel read JPY_PARENT_PID
+    # when the zygote imported it): without one, ipykernel prints a console banner
+    parent = f"--IPKernelApp.parent_handle={request['launcher_pid']}"
+    sys.argv = ["ipykernel_launcher", *request["argv"], parent]
     try:
         launch_new_instance()
     finally:
