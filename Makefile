@@ -12,11 +12,12 @@ COLAB_STAMP := $(COLAB_VENV)/.installed
 # Tests never touch the network; the built-in model stands in for distilgpt2.
 TEST_ENV := HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: help venv demo grade grade-export bench test lint notebooks test-colab constraints clean
+.PHONY: help venv demo grade autograde grade-export bench test lint notebooks test-colab constraints clean
 
 help:
 	@echo "make demo        grade a sample class end to end and print the grade table"
 	@echo "make grade SUBMISSIONS=dir [WORKERS=n]  grade a folder of <student>.ipynb (n workers)"
+	@echo "make autograde [WORKERS=n]   grade everything in autograder/submitted in parallel"
 	@echo "make grade-export            refresh autograder/grades.csv (after manual grading)"
 	@echo "make bench       serial nbgrader vs parallel grading, phase costs, memory"
 	@echo "make test        create .venv if needed, lint, run the whole test suite"
@@ -38,6 +39,11 @@ demo: $(STAMP)
 
 grade: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m lmlogits_grader.grade_folder "$(SUBMISSIONS)" \
+		$(if $(WORKERS),--workers $(WORKERS))
+
+# grade what is already in autograder/submitted (e.g. after `nbgrader zip_collect`)
+autograde: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m lmlogits_grader.parallel --course autograder \
 		$(if $(WORKERS),--workers $(WORKERS))
 
 grade-export: $(STAMP)

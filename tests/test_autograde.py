@@ -37,6 +37,7 @@ EXPECTED = {
     # reads the notebook's last_token_probabilities
     "global_probabilities": (2, 0, 1, 0, 0),
     "returns_list": (0, 0, 0, 2, 0),
+    "returns_dict": (0, 0, 0, 2, 0),
     "wrong_columns": (0, 0, 0, 2, 0),
     # logits[0, -2]: right form, wrong tokens
     "off_by_one": (2, 0, 1, 2, 0),
@@ -56,6 +57,8 @@ EXPECTED = {
     "deleted_test_cell": (2, None, 1, 2, 3),
     # ignores k, and replaced two test cells by `pass`: the tests are restored
     "edited_test_cells": (0, 0, 1, 2, 0),
+    # answer cells moved to the top and the plot to the end: graded by id, not place
+    "moved_cells": (2, 4, 1, 2, 3),
     # test_step1 pasted twice: graded once, batch goes on
     "duplicated_cells": (2, 4, 1, 2, 3),
     # reads the global phrase and patches every checker to pass: gains nothing
@@ -127,7 +130,7 @@ def test_feedback_explains_without_revealing_hidden_tests(graded_class):
     assert "check_global_vars" in html
     for secret in ("BEGIN HIDDEN TESTS", "run_check", "lmlogits_grader", *HIDDEN_PHRASES[1:]):
         assert secret not in html, secret
-    assert "Test: the same tokens and probabilities as the reference" in html  # test's name
+    assert "the same tokens and probabilities as the" in html  # the test's name
 
 
 def test_feedback_of_a_correct_submission_shows_full_marks(graded_class):

@@ -77,7 +77,7 @@ def test_killed_run_resumes_to_the_same_grades(tmp_path_factory, serial_grades):
     journal = root / "autograded" / parallel.JOURNAL
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
-        if journal.exists() and len(journal.read_text().split()) >= 2:
+        if journal.exists() and len(journal.read_text().splitlines()) >= 2:
             break
         time.sleep(0.2)
     os.killpg(process.pid, signal.SIGKILL)  # the whole run: main, workers, kernels
@@ -90,6 +90,17 @@ def test_killed_run_resumes_to_the_same_grades(tmp_path_factory, serial_grades):
     assert all(outcome.values())
     assert course.cell_grades(root) == serial_grades[0]
     assert _csv_without_timestamps(root) == serial_grades[1]
+
+
+def test_a_changed_submission_is_graded_again(tmp_path_factory):
+    students = {"amy": "correct", "ben": "correct"}
+    root = _course_with(tmp_path_factory, "resubmit", students)
+    assert set(parallel.grade_in_parallel(root, list(students), 2, progress=False)) == {
+        "amy", "ben"}
+    course.submit(root, "ben", submissions.make_submission("ignores_k"))  # a new version
+    outcome = parallel.grade_in_parallel(root, list(students), 2, progress=False)
+    assert outcome == {"ben": True}
+    assert course.cell_grades(root)["ben"]["test_returns_k_rows"].score == 0
 
 
 def test_an_endless_loop_does_not_hold_up_the_class(tmp_path_factory):

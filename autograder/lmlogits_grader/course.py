@@ -199,3 +199,19 @@ def grade_table(grades: dict[str, dict[str, CellGrade]]) -> str:
 def read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def report(root: Path, outcome: dict[str, bool], csv_path: Path) -> int:
+    """Print the grade table and where the CSV and feedback are; 1 if a student failed."""
+    print(grade_table(cell_grades(root)))
+    print(
+        "\n'?' = waiting for manual grading (formgrader, or a deleted graded cell); "
+        "'-' = cell missing from the gradebook."
+    )
+    print(f"Grades CSV: {csv_path}")
+    print(f"Feedback:   {root / 'feedback'}/<student>/{ASSIGNMENT}/{ASSIGNMENT}.html")
+    failed = [student for student, ok in outcome.items() if not ok]
+    if failed:
+        print(f"nbgrader could not grade: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0

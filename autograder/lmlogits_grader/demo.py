@@ -68,17 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     course.feedback(api, DEMO_CLASS)
     csv_path = course.export_csv(root, root / "grades.csv")
     print()
-    print(course.grade_table(course.cell_grades(root)))
-    print("\n'?' = written answer waiting for manual grading (formgrader); "
-          "'-' = cell missing from the submission.")
-    print(f"Grades CSV: {csv_path}")
-    print(f"Feedback:   {root / 'feedback'}/<student>/{course.ASSIGNMENT}/{course.ASSIGNMENT}.html")
-    failed = [s for s, ok in outcome.items() if not ok]
-    if failed:
-        print(f"nbgrader could not grade: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
-
+    return course.report(root, outcome, csv_path)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -57,15 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome = parallel.grade_in_parallel(root, students, args.workers, force=args.force)
         course.feedback(api, students)
     csv_path = course.export_csv(root, root / "grades.csv")
-    print(course.grade_table(course.cell_grades(root)))
-    print(f"Grades CSV: {csv_path}")
-    print(f"Feedback:   {root / 'feedback'}/<student>/{course.ASSIGNMENT}/")
-    failed = [s for s, ok in outcome.items() if not ok]
-    if failed:
-        print(f"nbgrader could not grade: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
-
+    return course.report(root, outcome, csv_path)
 
 if __name__ == "__main__":
     sys.exit(main())

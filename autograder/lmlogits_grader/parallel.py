@@ -11,8 +11,9 @@ the work is split where nbgrader itself splits it:
    nbgrader's autograde on it once more with execution switched off, so nbgrader's own
    ``SaveAutoGrades`` writes the grades into the one main gradebook, one at a time.
 
-A journal (``autograded/.parallel-journal``) lists the students recorded so far, so an
-interrupted run resumes where it stopped (``--force`` regrades everyone). A worker that
+A journal (``autograded/.parallel-journal``) lists the students recorded so far, with a
+fingerprint of their submission, so an interrupted run resumes where it stopped and a
+changed submission is graded again (``--force`` regrades everyone). A worker that
 fails on a submission, for any reason, hands it back to the main process, which grades
 it serially: no grade is lost or recorded twice.
 
@@ -22,6 +23,7 @@ Usage: ``python -m lmlogits_grader.parallel [--workers N] [--force] [student ...
 from __future__ import annotations
 
 import argparse
+import hashlib
 import multiprocessing
 import os
 import shutil
@@ -50,12 +52,27 @@ def _journal_path(root: Path) -> Path:
     return root / "autograded" / JOURNAL
 
 
-def recorded_students(root: Path) -> set[str]:
-    """Students whose grades are already in the main gradebook (from the journal)."""
+def _submission_digest(root: Path, student: str, assignment: str) -> str:
+    """A fingerprint of a student's submitted files: a new submission is graded again."""
+    digest = hashlib.sha256()
+    folder = root / "submitted" / student / assignment
+    for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+        if path.is_file():
+            digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def recorded_students(root: Path, assignment: str = course.ASSIGNMENT) -> set[str]:
+    """Students whose current submission is already graded (from the journal)."""
     path = _journal_path(root)
     if not path.exists():
         return set()
-    return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+    recorded = set()
+    for line in path.read_text().splitlines():
+        student, _, digest = line.strip().partition(" ")
+        if student and digest == _submission_digest(root, student, assignment):
+            recorded.add(student)
+    return recorded
 
 
 def _worker_course(root: Path, index: int) -> Path:
@@ -150,11 +167,11 @@ def _record(record_api, root: Path, student: str, executed: Path, assignment: st
     return bool(result.get("success"))
 
 
-def _mark_recorded(root: Path, student: str) -> None:
+def _mark_recorded(root: Path, student: str, assignment: str) -> None:
     path = _journal_path(root)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as journal:
-        journal.write(student + "\n")
+        journal.write(f"{student} {_submission_digest(root, student, assignment)}\n")
         journal.flush()
         os.fsync(journal.fileno())
 
@@ -186,7 +203,7 @@ def grade_in_parallel(
     root = Path(root).resolve()
     if force:
         _journal_path(root).unlink(missing_ok=True)
-    done = recorded_students(root)
+    done = recorded_students(root, assignment)
     todo = [s for s in students if s not in done]
     outcome: dict[str, bool] = {}
     if not todo:
@@ -234,7 +251,7 @@ def grade_in_parallel(
                     ok = bool(result.get("success"))
                 outcome[student] = ok
                 if ok:
-                    _mark_recorded(root, student)
+                    _mark_recorded(root, student, assignment)
                 report(student)
     shutil.rmtree(root / WORKERS_DIR, ignore_errors=True)
     shutil.rmtree(root / EXECUTED, ignore_errors=True)

@@ -52,6 +52,10 @@ return pd.DataFrame({"tokens": tokens, "probabilities": top.values.tolist()})
         'return pd.DataFrame({"tokens": tokens, "probabilities": top.values.tolist()})',
         "return list(zip(tokens, top.values.tolist()))",
     ),
+    "returns_dict": CORRECT_BODY.replace(
+        'return pd.DataFrame({"tokens": tokens, "probabilities": top.values.tolist()})',
+        'return {"tokens": tokens, "probabilities": top.values.tolist()}',
+    ),
     "wrong_columns": CORRECT_BODY.replace(
         '{"tokens": tokens, "probabilities"', '{"token": tokens, "probability"'
     ),
@@ -134,6 +138,15 @@ def make_submission(kind: str, assignment: str = ASSIGNMENTS[0]):
         function.source = _function_source(BODIES["ignores_k"])
         for grade_id in ("test_returns_k_rows", "test_matches_reference"):
             _cell(nb, grade_id).source = "pass"
+    elif kind == "moved_cells":
+        # the answers moved to the top, the plot to the end: order of graded cells kept
+        answers = [_cell(nb, grade_id) for grade_id in ("q1", "q2", "q3")]
+        for cell in answers:
+            nb.cells.remove(cell)
+        nb.cells[1:1] = answers
+        plot = _cell(nb, "plot")
+        nb.cells.remove(plot)
+        nb.cells.append(plot)
     elif kind == "duplicated_cells":
         duplicate = copy.deepcopy(_cell(nb, "test_step1"))
         duplicate["id"] = duplicate["id"] + "-copy"
@@ -179,6 +192,7 @@ KINDS = (
     "syntax_error",
     "deleted_test_cell",
     "edited_test_cells",
+    "moved_cells",
     "duplicated_cells",
     "cheats_checks",
     "blank_answers",
