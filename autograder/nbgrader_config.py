@@ -3,10 +3,11 @@
 Timeouts (seconds), per cell, keyed on nbgrader's grade_id (students cannot change it):
 - the model-loading cell: LMLOGITS_LOAD_TIMEOUT, default 600, since the first run
   downloads distilgpt2 (about 350 MB) and nbgrader's default of 30 s is too short;
-- every other cell: LMLOGITS_CELL_TIMEOUT, default 120; a cell that runs longer is
+- every other cell: LMLOGITS_CELL_TIMEOUT, default 60 (with distilgpt2 on a CPU the
+  slowest cell, the hidden checks, takes a few seconds); a cell that runs longer is
   interrupted and scores 0, and grading goes on with the next cell.
 Inside the hidden tests, each check also stops a student's function after
-LMLOGITS_CHECK_SECONDS (default 60): see lmlogits_grader/cells.py.
+LMLOGITS_CHECK_SECONDS (default 30): see lmlogits_grader/cells.py.
 """
 
 import os
@@ -79,7 +80,7 @@ c.Autograde.autograde_preprocessors = [
 ]
 
 _LOAD_TIMEOUT = int(os.environ.get("LMLOGITS_LOAD_TIMEOUT", "600"))
-_CELL_TIMEOUT = int(os.environ.get("LMLOGITS_CELL_TIMEOUT", "120"))
+_CELL_TIMEOUT = int(os.environ.get("LMLOGITS_CELL_TIMEOUT", "60"))
 
 
 def _cell_timeout(cell):

@@ -38,22 +38,19 @@ def require_k(k: object, vocab_size: int | None = None, argument: str = "k") -> 
         raise TypeError(f"`{argument}` must be a positive integer, got {type(k).__name__}: {k!r}")
     if k <= 0:
         raise ValueError(f"`{argument}` must be a strictly positive integer, got {k!r}")
+    if vocab_size is not None and (
+        isinstance(vocab_size, bool) or not isinstance(vocab_size, numbers.Integral)
+        or vocab_size <= 0
+    ):
+        raise TypeError(
+            f"`vocab_size` must be a positive integer or None, got "
+            f"{type(vocab_size).__name__}: {vocab_size!r}"
+        )
     if vocab_size is not None and k > vocab_size:
         raise ValueError(
             f"`{argument}` must be at most the vocabulary size ({vocab_size}), got {k!r}"
         )
     return int(k)
-
-
-def require_phrase(phrase: object, argument: str = "phrase") -> str:
-    """Check that ``phrase`` is a string with at least one non-space character."""
-    if not isinstance(phrase, str):
-        raise TypeError(
-            f"`{argument}` must be a string, got {type(phrase).__name__}: {_short_repr(phrase)}"
-        )
-    if not phrase.strip():
-        raise ValueError(f"`{argument}` must contain some text, got {phrase!r}")
-    return phrase
 
 
 def _short_repr(value: object, limit: int = 60) -> str:

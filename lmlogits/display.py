@@ -56,7 +56,8 @@ def plot_distribution(df: pd.DataFrame, title: str | None = None, ax=None):
         The matplotlib ``Axes`` drawn on.
 
     Raises:
-        TypeError: ``df`` is not a DataFrame, or ``title`` is not a string.
+        TypeError: ``df`` is not a DataFrame, ``title`` is not a string, or ``ax`` is
+            not a matplotlib Axes.
         ValueError: see :func:`show_table`.
     """
     import matplotlib.pyplot as plt
@@ -66,6 +67,8 @@ def plot_distribution(df: pd.DataFrame, title: str | None = None, ax=None):
         raise TypeError(f"`title` must be a string or None, got {type(title).__name__}: {title!r}")
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 0.35 * len(df) + 1))
+    elif not hasattr(ax, "barh"):
+        raise TypeError(f"`ax` must be a matplotlib Axes or None, got {type(ax).__name__}: {ax!r}")
     ordered = df.sort_values("probabilities", ascending=True)  # barh draws bottom-up
     labels = [visible_token(str(token)) for token in ordered["tokens"]]
     ax.barh(range(len(ordered)), ordered["probabilities"], color="tab:blue")

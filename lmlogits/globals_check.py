@@ -104,7 +104,7 @@ def check_global_vars(func: Callable[..., Any], allowed_globals: Iterable[str] =
         - `phrase` on line 2 (`return len(tokenizer(phrase))`): a notebook variable, ...
         ...
     """
-    function = _validate_func(func)
+    function = _validate_func(_unwrap(func))
     allowed = _validate_allowed_globals(allowed_globals)
 
     uses_by_name: dict[str, list[_NameUse]] = {}
@@ -113,7 +113,7 @@ def check_global_vars(func: Callable[..., Any], allowed_globals: Iterable[str] =
             uses_by_name.setdefault(use.name, []).append(use)
 
     builtins_ns = _builtins_namespace(function)
-    bullets: list[tuple[int, str, str]] = []
+    bullets: list[tuple[int, str, str]] = [*_default_problems(function), *_main_imports(function)]
     for name, uses in uses_by_name.items():
         reason = _problem_with(name, uses, function, builtins_ns)
         if reason is not None:
@@ -122,6 +122,64 @@ def check_global_vars(func: Callable[..., Any], allowed_globals: Iterable[str] =
 
     if bullets:
         raise AssertionError(_build_message(function, sorted(bullets), allowed))
+
+
+def _unwrap(func: Any) -> Any:
+    """The function a decorator wrapped (``@torch.no_grad()``), else ``func`` itself."""
+    try:
+        return inspect.unwrap(func) if callable(func) else func
+    except ValueError:  # a __wrapped__ cycle: leave it to _validate_func
+        return func
+
+
+# Default values that cannot smuggle in notebook state.
+_PLAIN_DEFAULTS = (type(None), bool, int, float, complex, str, bytes)
+
+
+def _is_plain(value: object) -> bool:
+    if isinstance(value, tuple | frozenset):
+        return all(_is_plain(item) for item in value)
+    return isinstance(value, _PLAIN_DEFAULTS)
+
+
+def _default_problems(func: types.FunctionType) -> Iterator[tuple[int, str, str]]:
+    """Parameters whose default value was computed in the notebook when ``def`` ran.
+
+    ``def f(phrase, k, probs=last_token_probabilities)`` reads the notebook variable
+    once, at definition time, where the bytecode walk cannot see it.
+    """
+    code = func.__code__
+    positional = code.co_varnames[: code.co_argcount]
+    defaults = dict(zip(positional[len(positional) - len(func.__defaults__ or ()) :],
+                        func.__defaults__ or (), strict=True))
+    defaults.update(func.__kwdefaults__ or {})
+    line = code.co_firstlineno
+    for name, value in defaults.items():
+        if not _is_plain(value):
+            yield (
+                line,
+                name,
+                f"- parameter `{name}` on line {line} has a default value computed in the "
+                f"notebook ({_repr.repr(value)} of type {type(value).__name__}): the "
+                "function would keep using it. Remove the default and pass the value in, "
+                "or compute it inside the function.",
+            )
+
+
+def _main_imports(func: types.FunctionType) -> Iterator[tuple[int, str, str]]:
+    """``import __main__`` inside the function reaches every notebook variable."""
+    for code in _iter_code_objects(func.__code__):
+        instructions = list(dis.get_instructions(code))
+        for instr, lineno in _with_line_numbers(code, instructions):
+            if instr.opname == "IMPORT_NAME" and str(instr.argval).split(".")[0] == "__main__":
+                line = lineno or code.co_firstlineno
+                yield (
+                    line,
+                    "__main__",
+                    f"- `import __main__` on line {line}: `__main__` is the notebook itself, "
+                    "so the function can read any notebook variable through it. "
+                    "Use parameters and local variables directly.",
+                )
 
 
 def _validate_func(func: Any) -> types.FunctionType:

@@ -66,7 +66,7 @@ def model_name(name: str | None = None) -> str:
     name = os.fspath(name)
     if not name.strip():
         raise ValueError(f"`name` must not be empty, got {name!r}")
-    return name
+    return name.strip()
 
 
 def resolve_model(name: str | None = None) -> str:
@@ -91,8 +91,15 @@ def resolve_model(name: str | None = None) -> str:
     name = model_name(name)
     if name == TINY_MODEL_NAME:
         return str(ensure_tiny_model())
-    if Path(name).expanduser().is_dir():
-        return str(Path(name).expanduser())
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        return str(folder)
+    if _looks_like_a_path(name):
+        raise ModelUnavailableError(
+            f"Cannot load the model {name!r}: there is no folder {str(folder.resolve())!r}. "
+            f"Check the path, or set {MODEL_ENV_VAR} to a model folder, to a hub id such "
+            f"as 'distilgpt2', or to {TINY_MODEL_NAME!r}."
+        )
     cached = _cached_snapshot(name)
     if _hub_offline():
         if cached is not None:
@@ -127,14 +134,24 @@ def load_model_and_tokenizer(name: str | None = None):
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source = resolve_model(name)
-    if source not in _loaded:
+    requested = model_name(name)
+    if requested not in _loaded:  # a second call asks neither the hub nor the disk
+        source = resolve_model(requested)
         tokenizer = AutoTokenizer.from_pretrained(source, add_prefix_space=True)
         tokenizer.pad_token = tokenizer.eos_token
         model = AutoModelForCausalLM.from_pretrained(source)
         model.eval()
-        _loaded[source] = (model, tokenizer)
-    return _loaded[source]
+        _loaded[requested] = (model, tokenizer)
+    return _loaded[requested]
+
+
+def _looks_like_a_path(name: str) -> bool:
+    """Hub ids are ``name`` or ``owner/name``; anything else is meant as a folder."""
+    return (
+        name.startswith((".", "/", "~", "\\"))
+        or name.count("/") > 1
+        or os.sep != "/" and os.sep in name
+    )
 
 
 def _hub_offline() -> bool:

@@ -6,13 +6,12 @@ one row per kind of submission, not computed by the grading code.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import pytest
 
-from lmlogits_grader import course, submissions
+from lmlogits_grader import course, parallel, submissions
 from lmlogits_grader.checks import HIDDEN_PHRASES
 
 pytestmark = pytest.mark.autograde
@@ -70,17 +69,17 @@ EXPECTED = {
 
 @pytest.fixture(scope="module")
 def graded_class(tmp_path_factory):
-    """A course with every kind of submission, autograded once, with feedback."""
-    os.environ["LMLOGITS_MODEL"] = "tiny"
-    # short limits keep the endless-loop submission quick; normal cells take < 1 s
-    os.environ["LMLOGITS_CELL_TIMEOUT"] = "6"
-    os.environ["LMLOGITS_CHECK_SECONDS"] = "3"
+    """A course with every kind of submission, autograded once, with feedback.
+
+    nbgrader autograde runs in two parallel workers (tests/test_parallel.py shows that
+    this gives serial nbgrader's grades); the regrading test below runs it serially.
+    """
     root = course.new_course(tmp_path_factory.mktemp("course"))
     api = course.api_for(root)
     course.generate(api)
     for kind in EXPECTED:
         course.submit(root, kind, submissions.make_submission(kind))
-    outcome = course.autograde(api, EXPECTED, progress=False)
+    outcome = parallel.grade_in_parallel(root, list(EXPECTED), workers=2, progress=False)
     course.feedback(api, EXPECTED)
     return root, api, outcome, course.cell_grades(root)
 
@@ -161,7 +160,7 @@ def test_grades_csv_and_manual_grades(graded_class):
     assert float(rows["correct"]["score"]) == 19
 
 
-def test_autograding_again_changes_nothing(graded_class):
+def test_autograding_again_serially_changes_nothing(graded_class):
     root, api, _, before = graded_class
     again = ["correct", "global_phrase", "kills_kernel", "deleted_test_cell", "duplicated_cells"]
     assert course.autograde(api, again, progress=False) == {kind: True for kind in again}

@@ -47,3 +47,9 @@ def test_wrong_tables_fail_with_a_hint(table, k, pattern):
 def test_bad_k_is_rejected_by_name(k, error, pattern):
     with pytest.raises(error, match=pattern):
         check_next_token_table(good_table(), k, vocab_size=50257)
+
+
+@pytest.mark.parametrize("vocab_size", ["big", 0, 2.5, True])
+def test_bad_vocab_size_is_rejected_by_name(vocab_size):
+    with pytest.raises(TypeError, match=r"`vocab_size` must be a positive integer or None"):
+        check_next_token_table(good_table(), 3, vocab_size=vocab_size)

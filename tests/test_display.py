@@ -64,3 +64,8 @@ def test_bad_tables_are_rejected_by_name(helper, bad, error, pattern):
 def test_plot_title_must_be_text(table):
     with pytest.raises(TypeError, match=r"`title` must be a string or None, got int: 5"):
         plot_distribution(table, title=5)
+
+
+def test_plot_axes_must_be_axes(table):
+    with pytest.raises(TypeError, match=r"`ax` must be a matplotlib Axes or None, got str: 'x'"):
+        plot_distribution(table, ax="x")

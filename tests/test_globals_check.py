@@ -650,3 +650,59 @@ def test_docstring_examples_run() -> None:
     results = doctest.testmod(globals_check, optionflags=doctest.ELLIPSIS)
     assert results.attempted > 0
     assert results.failed == 0
+
+
+# --- ways around the bytecode walk --------------------------------------------------
+
+
+def _notebook(source: str, **globals_) -> dict:
+    namespace = {"__name__": "__main__", **globals_}
+    exec(compile(source, "<cell>", "exec"), namespace)
+    return namespace
+
+
+def test_a_decorated_function_is_checked_through_its_decorator():
+    import functools
+
+    def no_grad(func):  # what @torch.no_grad() does: a functools.wraps wrapper
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            return func(*args, **kwargs)
+
+        return wrapper
+
+    namespace = _notebook(
+        "phrase = 'x'\n"
+        "@no_grad\n"
+        "def predict_next_tokens(text, k):\n"
+        "    return tokenizer(phrase)\n",
+        no_grad=no_grad,
+        tokenizer=str.split,
+    )
+    with pytest.raises(AssertionError, match=r"`phrase` on line 4"):
+        check_global_vars(namespace["predict_next_tokens"], allowed_globals=["tokenizer"])
+
+
+def test_a_default_value_taken_from_the_notebook_is_flagged():
+    namespace = _notebook(
+        "last_token_probabilities = [0.5, 0.25]\n"
+        "def predict_next_tokens(phrase, k, probs=last_token_probabilities):\n"
+        "    return probs[:k]\n"
+    )
+    with pytest.raises(AssertionError, match=r"parameter `probs` .* default value computed"):
+        check_global_vars(namespace["predict_next_tokens"])
+
+
+def test_plain_default_values_are_fine():
+    namespace = _notebook("def f(phrase, k=5, *, sep=' ', tags=('a', None)):\n    return k\n")
+    check_global_vars(namespace["f"])
+
+
+def test_reaching_the_notebook_through_main_is_flagged():
+    namespace = _notebook(
+        "def predict_next_tokens(text, k):\n"
+        "    import __main__\n"
+        "    return __main__.phrase\n"
+    )
+    with pytest.raises(AssertionError, match=r"`import __main__` on line 2"):
+        check_global_vars(namespace["predict_next_tokens"])

@@ -199,3 +199,26 @@ def test_distilgpt2_matches_the_course_figures():
         assert tokens == [token for token, _ in expected], phrase
         for got, (_, want) in zip(top.values.tolist(), expected, strict=True):
             assert got == pytest.approx(want, abs=1e-4), phrase
+
+
+def test_a_missing_local_folder_is_named_not_looked_up_on_the_hub(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with pytest.raises(ModelUnavailableError, match=r"there is no folder .*my-modle"):
+        resolve_model("./my-modle")
+
+
+def test_surrounding_spaces_are_ignored(monkeypatch):
+    monkeypatch.setenv("LMLOGITS_MODEL", " tiny ")
+    assert model_name() == "tiny"
+
+
+def test_a_second_load_asks_nothing(monkeypatch):
+    import lmlogits.model
+
+    load_model_and_tokenizer("tiny")
+
+    def must_not_be_called(*args, **kwargs):
+        raise AssertionError("a cached model was resolved again")
+
+    monkeypatch.setattr(lmlogits.model, "resolve_model", must_not_be_called)
+    assert load_model_and_tokenizer("tiny") is load_model_and_tokenizer(" tiny")

@@ -26,13 +26,6 @@ CLASS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _environment():
-    os.environ["LMLOGITS_MODEL"] = "tiny"
-    os.environ["LMLOGITS_CELL_TIMEOUT"] = "6"
-    os.environ["LMLOGITS_CHECK_SECONDS"] = "3"
-
-
 def _course_with(tmp_path_factory, name: str, students: dict[str, str]) -> Path:
     root = course.new_course(tmp_path_factory.mktemp(name))
     course.generate(course.api_for(root))

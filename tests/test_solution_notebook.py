@@ -23,7 +23,6 @@ pytestmark = pytest.mark.notebook
 
 @pytest.fixture(scope="module")
 def solution_run():
-    os.environ["LMLOGITS_MODEL"] = "tiny"
     return run_notebook(SOLUTION)
 
 
@@ -78,7 +77,6 @@ def test_solution_writes_nothing_to_stderr(solution_run):
 
 
 def test_untouched_student_copy_stops_at_the_first_blank():
-    os.environ["LMLOGITS_MODEL"] = "tiny"
     result = run_notebook(STUDENT)
     assert result.error is not None
     failed = result.failed_cell()
@@ -93,7 +91,7 @@ def test_untouched_student_copy_stops_at_the_first_blank():
 
 
 def _validate(path: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LMLOGITS_MODEL": "tiny"}
+    env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     return subprocess.run(
         [str(Path(sys.executable).parent / "nbgrader"), "validate", str(path)],
@@ -127,18 +125,15 @@ COURSE_PROBABILITIES = {
 
 
 @pytest.mark.hub
-def test_solution_tables_match_distilgpt2_figures():
+def test_solution_tables_match_distilgpt2_figures(monkeypatch):
     from lmlogits import ModelUnavailableError, resolve_model
 
     try:
         resolve_model("distilgpt2")
     except ModelUnavailableError as error:
         pytest.skip(f"distilgpt2 is neither cached nor downloadable here: {error}")
-    os.environ["LMLOGITS_MODEL"] = "distilgpt2"
-    try:
-        result = run_notebook(SOLUTION)
-    finally:
-        os.environ["LMLOGITS_MODEL"] = "tiny"
+    monkeypatch.setenv("LMLOGITS_MODEL", "distilgpt2")
+    result = run_notebook(SOLUTION)
     assert result.error is None
     for grade_id, tokens in COURSE_TABLES.items():
         table = result.html(grade_id)

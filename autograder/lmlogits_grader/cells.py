@@ -2,23 +2,28 @@
 
 A test cell reads::
 
-    from lmlogits_grader.cells import run_check
+    import runpy
+
+    run_check = runpy.run_module("lmlogits_grader.cells")["run_check"]
     verdict = run_check("matches_reference", predict_next_tokens)
     assert verdict.passed, verdict.message
 
-- fresh: the grading modules are reloaded, so a submission that redefined or patched
-  ``check_global_vars`` or these helpers gains nothing;
+- fresh: this module and the checks are executed anew from their files for every test
+  cell, so a submission that redefined or patched ``check_global_vars``, these helpers
+  or ``importlib.reload`` gains nothing. (Code written to attack the grader from inside
+  the same process, e.g. by replacing ``runpy`` or the import system, is beyond what
+  in-kernel tests can stop; nbgrader's own tests share that limit.)
 - quiet: warnings and stderr are swallowed while the student's code runs, because
   nbgrader scores any test cell that writes to stderr as 0 (nbgrader issue 1904);
 - time-limited: a function that never returns is stopped after ``LMLOGITS_CHECK_SECONDS``
-  (default 60) and fails this check and every later one at once, instead of waiting
-  for nbgrader's cell timeout each time.
+  (default 30), and the later hidden checks that would call it fail at once. (Cells
+  that call it outside these checks wait for nbgrader's cell timeout.)
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
+import importlib.util
 import io
 import logging
 import os
@@ -67,7 +72,7 @@ def run_check(name: str, func):
     import lmlogits
 
     model, tokenizer = lmlogits.load_model_and_tokenizer()
-    seconds = float(os.environ.get("LMLOGITS_CHECK_SECONDS", "60"))
+    seconds = float(os.environ.get("LMLOGITS_CHECK_SECONDS", "30"))
     try:
         with _quiet(), _time_limit(seconds):
             return getattr(checks, f"check_{name}")(func, tokenizer, model)
@@ -79,15 +84,23 @@ def run_check(name: str, func):
         )
 
 
-def _fresh_checks():
-    """Reload the grading code so that nothing the notebook changed in it survives."""
-    import lmlogits.globals_check
-    import lmlogits_grader.checks
-    import lmlogits_grader.reference
+def _load_fresh(name: str):
+    """A new module object executed from the installed file, never the one in sys.modules."""
+    spec = importlib.util.find_spec(name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    importlib.reload(lmlogits.globals_check)
-    importlib.reload(lmlogits_grader.reference)
-    return importlib.reload(lmlogits_grader.checks)
+
+def _fresh_checks():
+    """Fresh copies of the grading code, wired to each other: nothing the notebook
+    changed in the imported modules (or in ``importlib.reload``) reaches them."""
+    globals_check = _load_fresh("lmlogits.globals_check")
+    reference = _load_fresh("lmlogits_grader.reference")
+    checks = _load_fresh("lmlogits_grader.checks")
+    checks.next_token_probabilities = reference.next_token_probabilities
+    checks.check_global_vars = globals_check.check_global_vars
+    return checks
 
 
 @contextlib.contextmanager

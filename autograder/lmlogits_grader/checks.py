@@ -9,6 +9,7 @@ and never the hidden phrases or the reference values.
 from __future__ import annotations
 
 import builtins
+import inspect
 import math
 import types
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
+from lmlogits.globals_check import check_global_vars
 from lmlogits_grader.reference import next_token_probabilities
 
 # The only notebook globals a student's function may use (the course's rule).
@@ -127,8 +129,6 @@ def check_returns_probabilities(func: Callable, tokenizer, model) -> Verdict:
 
 def check_no_global_vars(func: Callable, tokenizer, model) -> Verdict:
     """Passes ``check_global_vars`` with the course's allowed list."""
-    from lmlogits.globals_check import check_global_vars
-
     try:
         check_global_vars(func, allowed_globals=list(ALLOWED_GLOBALS))
     except AssertionError as error:
@@ -140,6 +140,7 @@ def check_no_global_vars(func: Callable, tokenizer, model) -> Verdict:
 
 def check_works_without_notebook_globals(func: Callable, tokenizer, model) -> Verdict:
     """Right answers when only the allowed globals exist, and when leftovers are decoys."""
+    func = inspect.unwrap(func) if callable(func) else func  # look under @torch.no_grad()
     if not isinstance(func, types.FunctionType):
         return Verdict(False, "predict_next_tokens is not a plain Python function")
     allowed = {"torch": torch, "tokenizer": tokenizer, "pd": pd, "model": model}
@@ -235,7 +236,8 @@ def _reference_problem(table: pd.DataFrame, phrase: str, k: int, tokenizer, mode
     Rank ``r`` of the student's table must hold a token whose reference probability is
     within ``TIE_TOLERANCE`` of the reference's rank-``r`` probability (so tied
     candidates may come in either order), with a probability within
-    ``PROBABILITY_TOLERANCE`` of it, and no token may appear twice.
+    ``PROBABILITY_TOLERANCE`` of it. Repeated texts are not rejected as such: distinct
+    ids can decode to the same text (partial UTF-8 bytes all decode to "\ufffd").
     """
     probabilities = _as_floats(table["probabilities"])
     if probabilities is None:
@@ -249,8 +251,6 @@ def _reference_problem(table: pd.DataFrame, phrase: str, k: int, tokenizer, mode
         candidates.setdefault(tokenizer.decode(token_id), []).append(p)
     ranked = top.values.tolist()
     tokens = list(table["tokens"])
-    if len(set(map(str, tokens))) != len(tokens):
-        return "the same token appears twice"
     for rank, (token, p) in enumerate(zip(tokens, probabilities, strict=True)):
         expected = ranked[rank]
         if not any(abs(q - expected) <= TIE_TOLERANCE for q in candidates.get(str(token), [])):

@@ -27,6 +27,7 @@ import hashlib
 import multiprocessing
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,17 +54,41 @@ def _journal_path(root: Path) -> Path:
 
 
 def _submission_digest(root: Path, student: str, assignment: str) -> str:
-    """A fingerprint of a student's submitted files: a new submission is graded again."""
+    """A fingerprint of what a grade depends on: the student's submitted files and the
+    assignment's source and config. A new submission or changed tests mean regrading."""
     digest = hashlib.sha256()
-    folder = root / "submitted" / student / assignment
-    for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
-        if path.is_file():
-            digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    folders = [
+        root / "submitted" / student / assignment,
+        root / "source" / assignment,
+    ]
+    for folder in folders:
+        for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+            if path.is_file():
+                digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    digest.update((root / "nbgrader_config.py").read_bytes())
     return digest.hexdigest()[:16]
 
 
+def _in_gradebook(root: Path, assignment: str) -> set[str]:
+    """Students with a graded submission of ``assignment`` in the main gradebook."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    if not (root / "gradebook.db").exists():
+        return set()
+    graded = set()
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
+        for student in gradebook.students:
+            try:
+                gradebook.find_submission(assignment, student.id)
+            except MissingEntry:
+                continue
+            graded.add(student.id)
+    return graded
+
+
 def recorded_students(root: Path, assignment: str = course.ASSIGNMENT) -> set[str]:
-    """Students whose current submission is already graded (from the journal)."""
+    """Students whose current submission is graded: in the journal with the same
+    fingerprint, and present in the gradebook."""
     path = _journal_path(root)
     if not path.exists():
         return set()
@@ -72,7 +97,7 @@ def recorded_students(root: Path, assignment: str = course.ASSIGNMENT) -> set[st
         student, _, digest = line.strip().partition(" ")
         if student and digest == _submission_digest(root, student, assignment):
             recorded.add(student)
-    return recorded
+    return recorded & _in_gradebook(root, assignment)
 
 
 def _worker_course(root: Path, index: int) -> Path:
@@ -111,6 +136,13 @@ def _init_worker(worker_root: str, warm: bool) -> None:
 def _init_pool_process(free_roots, warm: bool) -> None:
     # each pool process claims one worker folder of its own
     _init_worker(free_roots.get(), warm)
+
+
+def _fetch_model_once() -> None:
+    """Download or build the model before the workers start, so that N zygotes do not
+    all download it at once; a model that cannot be had fails here, clearly."""
+    code = "import lmlogits; lmlogits.load_model_and_tokenizer()"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def _execute_one(student: str, assignment: str) -> tuple[str, str | None]:
@@ -201,14 +233,14 @@ def grade_in_parallel(
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"`workers` must be a positive integer, got {workers!r}")
     root = Path(root).resolve()
-    if force:
-        _journal_path(root).unlink(missing_ok=True)
-    done = recorded_students(root, assignment)
+    done = set() if force else recorded_students(root, assignment)
     todo = [s for s in students if s not in done]
     outcome: dict[str, bool] = {}
     if not todo:
         return outcome
     workers = min(workers, len(todo))
+    if warm:
+        _fetch_model_once()
     roots = [str(_worker_course(root, i)) for i in range(workers)]
     record_api = _record_api(root)
     serial_api = course.api_for(root)

@@ -158,6 +158,8 @@ def make_submission(kind: str, assignment: str = ASSIGNMENTS[0]):
         del cheat.metadata["nbgrader"]
         cheat["id"] = cheat["id"] + "-cheat"
         cheat.source = textwrap.dedent('''
+            import importlib
+
             import lmlogits
             import lmlogits.globals_check
             import lmlogits_grader.cells
@@ -176,6 +178,7 @@ def make_submission(kind: str, assignment: str = ASSIGNMENTS[0]):
             lmlogits.check_global_vars = check_global_vars
             lmlogits.globals_check.check_global_vars = check_global_vars
             lmlogits_grader.cells.run_check = lambda *args, **kwargs: AlwaysPasses()
+            importlib.reload = lambda module: module  # keep the patched modules
             for name in dir(lmlogits_grader.checks):
                 if name.startswith("check_"):
                     setattr(lmlogits_grader.checks, name, lambda *a, **k: AlwaysPasses())

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 KERNEL_NAME = "lmlogits-warm"
+_torch_threads = 1  # the zygote's torch thread count before it was set to 1
 SOCKET_ENV = "LMLOGITS_WARM_SOCKET"
 
 
@@ -43,7 +44,8 @@ def _preload() -> None:
     """Import what every submission imports, and load the model the grader uses."""
     import torch
 
-    threads = torch.get_num_threads()
+    global _torch_threads
+    _torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # no OpenMP thread pool may exist before fork
     import ipykernel.kernelapp  # noqa: F401  (IPython, zmq, tornado)
     import matplotlib  # noqa: F401
@@ -56,7 +58,6 @@ def _preload() -> None:
     transformers_logging.disable_progress_bar()  # the zygote's stderr is the grader's
     lmlogits.load_model_and_tokenizer()  # cached in lmlogits.model for every child
     transformers_logging.enable_progress_bar()
-    os.environ["LMLOGITS_TORCH_THREADS"] = str(threads)
 
 
 def _become_kernel(request: dict, fds: list[int], listener: socket.socket) -> None:
@@ -73,7 +74,7 @@ def _become_kernel(request: dict, fds: list[int], listener: socket.socket) -> No
     sys.path[0] = request["cwd"]
     import torch
 
-    torch.set_num_threads(int(os.environ.get("LMLOGITS_TORCH_THREADS", "1")))
+    torch.set_num_threads(_torch_threads)  # what torch would have chosen in this process
     launcher = request["launcher_pid"]
 
     def exit_with_launcher() -> None:
@@ -139,7 +140,7 @@ def serve(socket_path: str) -> None:
     os.unlink(socket_path)
 
 
-def start_zygote(socket_path: Path, env: dict[str, str] | None = None, wait: float = 120.0):
+def start_zygote(socket_path: Path, env: dict[str, str] | None = None, wait: float = 600.0):
     """Start a zygote listening on ``socket_path``; return its ``Popen`` once it is ready."""
     process = subprocess.Popen(
         [sys.executable, "-m", "lmlogits_grader.warm_kernel", "serve", str(socket_path)],
