@@ -38,11 +38,13 @@ demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" TOKENIZERS_PARALLELISM=false $(BIN)/python -m lmlogits_grader.demo
 
 grade: $(STAMP)
+	$(if $(SUBMISSIONS),,$(error give the folder of notebooks: make grade SUBMISSIONS=path/to/folder))
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m lmlogits_grader.grade_folder "$(SUBMISSIONS)" \
 		$(if $(WORKERS),--workers $(WORKERS))
 
 # grade what is already in autograder/submitted (e.g. after `nbgrader zip_collect`)
 autograde: $(STAMP)
+	$(if $(SUBMISSIONS),,$(error give the folder of notebooks: make grade SUBMISSIONS=path/to/folder))
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m lmlogits_grader.parallel --course autograder \
 		$(if $(WORKERS),--workers $(WORKERS))
 

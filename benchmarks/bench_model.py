@@ -51,6 +51,15 @@ SNIPPETS = {
         "print(time.perf_counter() - t)\n"
     ),
 }
+SILENT_HUB_SNIPPET = (
+    "import os, socket, time\n"
+    "server = socket.socket(); server.bind(('127.0.0.1', 0)); server.listen()\n"
+    "os.environ['HF_ENDPOINT'] = f'http://127.0.0.1:{server.getsockname()[1]}'\n"
+    "from lmlogits import ModelUnavailableError, resolve_model\n"
+    "t = time.perf_counter()\n"
+    "try:\n    resolve_model('distilgpt2')\nexcept ModelUnavailableError:\n    pass\n"
+    "print(time.perf_counter() - t)\n"
+)
 TRANSFORMERS_SNIPPET = (
     "import time\n"
     "from transformers import AutoModelForCausalLM\n"
@@ -84,6 +93,8 @@ def main() -> int:
                                                              {**base, "HF_HUB_OFFLINE": "1"})))
     ours = measure(failing[1], online)
     rows.append((failing[0] + ", no offline flag", ours))
+    rows.append(("resolve_model('distilgpt2'): hub accepts connections, never answers",
+                 measure(SILENT_HUB_SNIPPET, online)))
     if args.compare_transformers:
         theirs = measure(TRANSFORMERS_SNIPPET, online)
         rows.append(("transformers from_pretrained('distilgpt2'), same situation", theirs))
