@@ -69,9 +69,18 @@ def run_check(name: str, func):
         return Verdict(False, "skipped: predict_next_tokens did not finish in an earlier check")
 
     checks = _fresh_checks()
+    from transformers.utils import logging as transformers_logging
+
     import lmlogits
 
-    model, tokenizer = lmlogits.load_model_and_tokenizer()
+    bars_were_on = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()  # no loading bar in the test's output
+    try:
+        with _quiet():
+            model, tokenizer = lmlogits.load_model_and_tokenizer()
+    finally:
+        if bars_were_on:
+            transformers_logging.enable_progress_bar()
     seconds = float(os.environ.get("LMLOGITS_CHECK_SECONDS", "30"))
     try:
         with _quiet(), _time_limit(seconds):
@@ -88,7 +97,15 @@ def _load_fresh(name: str):
     """A new module object executed from the installed file, never the one in sys.modules."""
     spec = importlib.util.find_spec(name)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    previous = sys.modules.get(name)
+    sys.modules[name] = module  # while it runs: dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if previous is None:
+            sys.modules.pop(name, None)
+        else:
+            sys.modules[name] = previous
     return module
 
 
