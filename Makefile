@@ -12,7 +12,7 @@ COLAB_STAMP := $(COLAB_VENV)/.installed
 # Tests never touch the network; the built-in model stands in for distilgpt2.
 TEST_ENV := HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: help venv demo grade autograde grade-export bench test lint notebooks test-colab constraints clean
+.PHONY: help venv demo grade autograde grade-export bench test lint notebooks test-colab test-pythons constraints clean
 
 help:
 	@echo "make demo        grade a sample class end to end and print the grade table"
@@ -23,6 +23,7 @@ help:
 	@echo "make test        create .venv if needed, lint, run the whole test suite"
 	@echo "make notebooks   regenerate notebooks/ and solutions/ from autograder/source/"
 	@echo "make test-colab  run the solution notebook under pandas 2.2 + transformers 4.x"
+	@echo "make test-pythons  check_global_vars's tests on Python 3.10, 3.12, 3.13"
 	@echo "make clean       remove virtual environments and generated nbgrader folders"
 
 venv: $(STAMP)
@@ -74,10 +75,27 @@ test-colab: $(COLAB_STAMP)
 	$(TEST_ENV) LMLOGITS_CACHE="$(CURDIR)/.cache/lmlogits-colab" $(COLAB_VENV)/bin/python -m pytest \
 		-p no:cacheprovider -m colab tests/test_tiny_model.py tests/test_solution_notebook.py
 
+# check_global_vars reads bytecode, which changes between Python versions: run its tests
+# on every other CPython 3.10-3.13 this machine has (pyenv or PATH); skip those absent.
+PYTHONS ?= 3.10 3.12 3.13
+test-pythons:
+	@for v in $(PYTHONS); do \
+	  py=$$(ls -d $$HOME/.pyenv/versions/$$v.*/bin/python 2>/dev/null | tail -1); \
+	  [ -n "$$py" ] || py=$$(command -v python$$v || true); \
+	  if [ -z "$$py" ]; then echo "Python $$v: not on this machine, skipped"; continue; fi; \
+	  test -x .venv-py$$v/bin/python || $$py -m venv .venv-py$$v || exit 1; \
+	  .venv-py$$v/bin/python -m pip install --quiet --disable-pip-version-check pytest==9.2.0 \
+	    && .venv-py$$v/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
+	    -e . || exit 1; \
+	  echo "Python $$v ($$py):"; \
+	  .venv-py$$v/bin/python -m pytest -q -p no:cacheprovider -o addopts= \
+	    --doctest-modules tests/test_globals_check.py lmlogits/globals_check.py || exit 1; \
+	done
+
 constraints: $(STAMP)
 	( echo "# Every package of the development environment (pip freeze). Regenerate: make constraints"; \
 	  $(BIN)/python -m pip freeze --exclude-editable ) > constraints.txt
 
 clean:
-	rm -rf $(VENV) $(COLAB_VENV) build autograder/grades.csv autograder/release autograder/submitted \
+	rm -rf $(VENV) $(COLAB_VENV) .venv-py3.* build autograder/grades.csv autograder/release autograder/submitted \
 		autograder/autograded autograder/feedback autograder/gradebook.db

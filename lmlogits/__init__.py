@@ -10,30 +10,39 @@ Students use:
 
 The answer to the exercise (a reference ``predict_next_tokens``) is deliberately not here:
 it lives with the instructor's grading code under ``autograder/``.
+
+Names are imported on first use, so ``lmlogits.globals_check`` needs nothing but the
+standard library (and runs on any Python from 3.10).
 """
 
-from lmlogits.checks import check_next_token_table
-from lmlogits.display import plot_distribution, show_table
-from lmlogits.globals_check import check_global_vars
-from lmlogits.model import (
-    COURSE_MODEL,
-    ModelUnavailableError,
-    load_model_and_tokenizer,
-    model_name,
-    resolve_model,
-)
-from lmlogits.tiny import TINY_MODEL_NAME, ensure_tiny_model
+from __future__ import annotations
 
-__all__ = [
-    "COURSE_MODEL",
-    "TINY_MODEL_NAME",
-    "ModelUnavailableError",
-    "check_global_vars",
-    "check_next_token_table",
-    "ensure_tiny_model",
-    "load_model_and_tokenizer",
-    "model_name",
-    "plot_distribution",
-    "resolve_model",
-    "show_table",
-]
+import importlib
+
+_EXPORTS = {
+    "COURSE_MODEL": "lmlogits.model",
+    "ModelUnavailableError": "lmlogits.model",
+    "load_model_and_tokenizer": "lmlogits.model",
+    "model_name": "lmlogits.model",
+    "resolve_model": "lmlogits.model",
+    "TINY_MODEL_NAME": "lmlogits.tiny",
+    "ensure_tiny_model": "lmlogits.tiny",
+    "check_global_vars": "lmlogits.globals_check",
+    "check_next_token_table": "lmlogits.checks",
+    "plot_distribution": "lmlogits.display",
+    "show_table": "lmlogits.display",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'lmlogits' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

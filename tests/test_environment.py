@@ -63,3 +63,10 @@ def test_nothing_installs_lmlogits_by_its_bare_registry_name():
     project = _pyproject()["project"]
     names = {_requirement_name(r) for r in project["dependencies"]}
     assert "lmlogits" not in names
+
+
+def test_every_public_name_of_the_package_resolves():
+    import lmlogits
+
+    for name in lmlogits.__all__:
+        assert getattr(lmlogits, name) is not None, name
