@@ -20,8 +20,8 @@ def visible_token(token: str) -> str:
 def show_table(df: pd.DataFrame):
     """Render a tokens/probabilities table without its index, shaded by probability.
 
-    Replaces the course's ``df.style.hide_index().background_gradient()``:
-    ``Styler.hide_index`` is deprecated in pandas 1.4-2.x and gone in pandas 3, while
+    Replaces the course's Styler call that hid the index with the old ``hide_index``
+    method, deprecated in pandas 1.4-2.x and gone in pandas 3, while
     ``Styler.hide(axis="index")`` works on pandas 2 and 3 without a warning.
 
     Args:

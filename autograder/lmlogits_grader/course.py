@@ -40,6 +40,10 @@ RUBRIC = {
 }
 
 
+TOTAL_POINTS = sum(points for _, points in RUBRIC.values())
+AUTO_POINTS = sum(points for cell, (_, points) in RUBRIC.items() if cell.startswith("test_"))
+
+
 @dataclass(frozen=True)
 class CellGrade:
     score: float
@@ -117,18 +121,25 @@ def autograde(
     students = list(students)
     outcome: dict[str, bool] = {}
     start = time.perf_counter()
-    for done, student in enumerate(students, start=1):
+    for student in students:
         result = api.autograde(assignment, student, force=True, create=True)
         outcome[student] = bool(result.get("success"))
         if progress:
-            elapsed = time.perf_counter() - start
-            failures = sum(not ok for ok in outcome.values())
-            print(
-                f"[{done}/{len(students)}] {student}: {'ok' if outcome[student] else 'FAILED'}"
-                f"  ({done / elapsed * 60:.1f} submissions/min, {failures} failed)",
-                file=sys.stderr,
-            )
+            print_progress(outcome, student, len(students), start)
     return outcome
+
+
+def print_progress(outcome: dict[str, bool], student: str, total: int, start: float,
+                   note: str = "") -> None:
+    """One progress line on stderr: done/total, the student, rate and failures so far."""
+    done = len(outcome)
+    rate = done / (time.perf_counter() - start) * 60
+    failures = sum(not ok for ok in outcome.values())
+    print(
+        f"[{done}/{total}] {student}: {'ok' if outcome[student] else 'FAILED'}"
+        f"  ({rate:.1f} submissions/min, {failures} failed{note})",
+        file=sys.stderr,
+    )
 
 
 def feedback(api, students: Iterable[str], assignment: str = ASSIGNMENT) -> None:
@@ -185,7 +196,7 @@ def grade_table(grades: dict[str, dict[str, CellGrade]]) -> str:
                 row.append(f"{grade.score:g}")
         auto = sum(g.score for gid, g in cells.items() if not gid.startswith("q"))
         total = sum(g.score for g in cells.values())
-        row += [f"{auto:g}/17", f"{total:g}/23"]
+        row += [f"{auto:g}/{AUTO_POINTS:g}", f"{total:g}/{TOTAL_POINTS:g}"]
         rows.append(row)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [

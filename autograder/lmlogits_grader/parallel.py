@@ -155,33 +155,20 @@ def _execute_one(student: str, assignment: str) -> tuple[str, str | None]:
 
 
 def _record_api(root: Path):
-    """An API whose autograde records an executed notebook without running it again."""
-    from nbconvert.preprocessors import ClearMetadataPreprocessor
+    """An API whose autograde records an executed notebook without running it again:
+    the course's own autograde steps (nbgrader_config.py), minus ClearOutput and Execute."""
     from nbgrader.apps import NbGraderAPI
-    from nbgrader.preprocessors import (
-        AssignLatePenalties,
-        CheckCellMetadata,
-        IgnorePattern,
-        LimitOutput,
-        OverwriteCells,
-        OverwriteKernelspec,
-        SaveAutoGrades,
-    )
+    from nbgrader.preprocessors import ClearOutput, Execute
     from traitlets.config.loader import PyFileConfigLoader
-
-    from lmlogits_grader.nbgrader_plugins import SafeDeduplicateIds
 
     config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
     config.CourseDirectory.root = str(root)
     config.CourseDirectory.submitted_directory = EXECUTED
-    # the same steps as in nbgrader_config.py, minus ClearOutput and execution
-    config.Autograde.sanitize_preprocessors = [
-        SafeDeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata,
-    ]
-    config.Autograde.autograde_preprocessors = [
-        IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
-        AssignLatePenalties, CheckCellMetadata,
-    ]
+    for steps in ("sanitize_preprocessors", "autograde_preprocessors"):
+        configured = config.Autograde[steps]
+        config.Autograde[steps] = [
+            step for step in configured if not issubclass(step, (ClearOutput, Execute))
+        ]
     return NbGraderAPI(config=config)
 
 
@@ -248,14 +235,7 @@ def grade_in_parallel(
 
     def report(student: str) -> None:
         if progress:
-            finished = len(outcome)
-            rate = finished / (time.perf_counter() - start) * 60
-            failures = sum(not ok for ok in outcome.values())
-            print(
-                f"[{finished}/{len(todo)}] {student}: {'ok' if outcome[student] else 'FAILED'}"
-                f"  ({rate:.1f} submissions/min, {failures} failed, {workers} workers)",
-                file=sys.stderr,
-            )
+            course.print_progress(outcome, student, len(todo), start, f", {workers} workers")
 
     context = multiprocessing.get_context("spawn")
     free_roots = context.Queue()
