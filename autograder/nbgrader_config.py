@@ -6,13 +6,15 @@ Timeouts (seconds), per cell, keyed on nbgrader's grade_id (students cannot chan
 - every other cell: LMLOGITS_CELL_TIMEOUT, default 60 (with distilgpt2 on a CPU the
   slowest cell, the hidden checks, takes a few seconds); a cell that runs longer is
   interrupted and scores 0, and grading goes on with the next cell.
-Inside the hidden tests, each check also stops a student's function after
-LMLOGITS_CHECK_SECONDS (default 30): see lmlogits_grader/cells.py.
+When the grader calls the student's function (lmlogits_grader/probe.py), each call is
+stopped after LMLOGITS_CHECK_SECONDS (default 30), and a whole submission after
+LMLOGITS_SUBMISSION_SECONDS (default 900): see lmlogits_grader/execute.py.
 """
 
 import os
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbconvert.preprocessors.sanitize import SanitizeHTML
 from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
@@ -33,11 +35,9 @@ from nbgrader.preprocessors import (
 )
 
 from lmlogits_grader.blanks import HintedBlanks
-from lmlogits_grader.nbgrader_plugins import (
-    HideHiddenTestTracebacks,
-    RobustExecute,
-    SafeDeduplicateIds,
-)
+from lmlogits_grader.execute import SandboxedExecute
+from lmlogits_grader.judge import Judge
+from lmlogits_grader.nbgrader_plugins import HideHiddenTestTracebacks, SafeDeduplicateIds
 
 c = get_config()  # noqa: F821 (provided by nbgrader when it reads this file)
 
@@ -60,8 +60,10 @@ c.GenerateAssignment.preprocessors = [
     CheckCellMetadata,
 ]
 
-# autograde: survive duplicated cells and dead kernels; read-only and test cells are
-# restored from the source by OverwriteCells; a deleted graded cell scores 0.
+# autograde: the notebook runs in a sandboxed kernel that only hands back data
+# (SandboxedExecute); the Judge, in this process, decides every graded cell. Survive
+# duplicated cells and dead kernels; read-only and test cells are restored from the
+# source by OverwriteCells; a deleted graded cell scores 0; student HTML is sanitized.
 c.Autograde.sanitize_preprocessors = [
     ClearOutput,
     SafeDeduplicateIds,
@@ -70,12 +72,14 @@ c.Autograde.sanitize_preprocessors = [
     CheckCellMetadata,
 ]
 c.Autograde.autograde_preprocessors = [
-    RobustExecute,
+    SandboxedExecute,
+    Judge,
     IgnorePattern,
     ClearMetadataPreprocessor,
     LimitOutput,
     SaveAutoGrades,
     AssignLatePenalties,
+    SanitizeHTML,
     CheckCellMetadata,
 ]
 
@@ -106,5 +110,18 @@ c.GenerateFeedback.preprocessors = [
     GetGrades,
     HideHiddenTestTracebacks,
     ClearHiddenTests,
+    SanitizeHTML,
     CSSHTMLHeaderPreprocessor,
 ]
+
+# Student HTML (outputs, markdown answers) loses scripts, event handlers, iframes,
+# SVG and JavaScript outputs; tables and plain formatting stay (pandas tables, plots
+# as PNG). The instructor's formgrader shows the sanitized autograded notebook.
+c.SanitizeHTML.tags = [
+    "a", "abbr", "b", "blockquote", "br", "code", "div", "em", "h1", "h2", "h3", "h4",
+    "h5", "h6", "hr", "i", "li", "ol", "p", "pre", "span", "strong", "sub", "sup",
+    "table", "tbody", "td", "tfoot", "th", "thead", "tr", "ul",
+]
+c.SanitizeHTML.attributes = {"a": ["href", "title"], "*": ["class"], "td": ["align"],
+                             "th": ["align"]}
+c.SanitizeHTML.strip = True

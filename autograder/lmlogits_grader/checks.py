@@ -1,25 +1,21 @@
-"""Grading checks for ``predict_next_tokens``: one check per rubric line.
+"""Grading checks: one per graded cell, on plain data, in the grader's own process.
 
-Every check takes the student's function and returns a :class:`Verdict` instead of
-raising, so that a test cell can end with ``assert verdict.passed, verdict.message``:
-the feedback then shows one friendly sentence, not a traceback through this module,
-and never the hidden phrases or the reference values.
+The student's kernel hands back what the grader asked for (see
+:mod:`lmlogits_grader.probe`), parsed by :mod:`lmlogits_grader.judge` into the small
+types below; nothing here ever sees a student object or runs student code. Each check
+returns a :class:`Verdict`: whether the cell earns its points, and one sentence for the
+student. Messages never repeat what the student's code produced on a hidden input
+(its text could carry the hidden phrase), and never reveal reference values.
 """
 
 from __future__ import annotations
 
 import builtins
-import inspect
 import math
-import types
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import pandas as pd
 import torch
-
-from lmlogits.globals_check import check_global_vars
-from lmlogits_grader.reference import next_token_probabilities
 
 # The only notebook globals a student's function may use (the course's rule).
 ALLOWED_GLOBALS = ("torch", "tokenizer", "pd", "model")
@@ -37,6 +33,7 @@ VISIBLE_PHRASE = "This weekend I plan to"
 
 PROBABILITY_TOLERANCE = 1e-4  # a student's probability may differ this much
 TIE_TOLERANCE = 1e-6  # candidates this close may come in either order
+LOGIT_TOLERANCE = 1e-3  # logits computed by the student's kernel vs the grader's
 _CANDIDATE_MARGIN = 50  # reference candidates looked at beyond rank k, for ties
 
 # Notebook variables that a function reading globals would pick up by mistake; the
@@ -56,6 +53,16 @@ NOTEBOOK_LEFTOVERS = (
     "k",
 )
 
+# Type names a message may repeat; any other name came from student code.
+_KNOWN_TYPES = frozenset({
+    "list", "dict", "tuple", "str", "int", "float", "bool", "NoneType", "set", "Series",
+    "ndarray", "Tensor", "DataFrame", "generator", "function", "NotImplementedType",
+})
+_BUILTIN_ERRORS = frozenset(
+    name for name, value in vars(builtins).items()
+    if isinstance(value, type) and issubclass(value, BaseException)
+)
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -65,52 +72,190 @@ class Verdict:
     message: str
 
 
-def check_returns_k_rows(func: Callable, tokenizer, model) -> Verdict:
+@dataclass(frozen=True)
+class Table:
+    """What came back for a DataFrame: its column names, row count and two columns.
+
+    ``tokens``/``probabilities`` are None when the column is missing; an entry is None
+    when it was not a string (tokens) or not a finite number (probabilities).
+    """
+
+    columns: tuple[str, ...]
+    rows: int
+    tokens: tuple[str | None, ...] | None
+    probabilities: tuple[float | None, ...] | None
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call ``predict_next_tokens(phrase, k)`` made by the probe, and its outcome."""
+
+    phrase: str
+    k: int
+    hidden: bool
+    table: Table | None = None  # the result, when it was a DataFrame
+    other_type: str = ""  # the result's type name, when it was not
+    error: str = ""  # the exception's type name, when it raised
+    error_message: str = ""
+    timed_out: bool = False
+    lost: bool = False  # no answer came back (the kernel died or stopped answering)
+
+
+class Reference:
+    """The grader's own model: reference ids, logits and probabilities, cached per phrase."""
+
+    def __init__(self, tokenizer, model) -> None:
+        self.tokenizer = tokenizer
+        self.model = model
+        self._logits: dict[str, torch.Tensor] = {}
+
+    def input_ids(self, phrase: str) -> list[int]:
+        return list(self.tokenizer(phrase)["input_ids"])
+
+    def logits(self, phrase: str) -> torch.Tensor:
+        """Shape ``(n_tokens, vocab_size)``: every position's scores for ``phrase``."""
+        if phrase not in self._logits:
+            if len(self._logits) > 256:
+                self._logits.clear()
+            batch = self.tokenizer(phrase, return_tensors="pt")
+            with torch.no_grad():
+                self._logits[phrase] = self.model(**batch).logits[0].float()
+        return self._logits[phrase]
+
+    def probabilities(self, phrase: str) -> torch.Tensor:
+        """Shape ``(vocab_size,)``: the next-token distribution after ``phrase``."""
+        return self.logits(phrase)[-1].softmax(dim=-1)
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.model.config.vocab_size)
+
+    def decode(self, token_id: int) -> str:
+        return self.tokenizer.decode(int(token_id))
+
+
+# --- helpers for messages ------------------------------------------------------------
+
+
+def shown_type(name: str) -> str:
+    return name if name in _KNOWN_TYPES else "an object of another type"
+
+
+def _call_problem(call: Call) -> str:
+    """Why a call gave no table, in words that are safe to show; '' when it gave one."""
+    if call.lost:
+        return "the kernel stopped answering while it ran (it died, or ran out of time)"
+    if call.timed_out:
+        return "did not finish in time (an endless loop?)"
+    if call.error:
+        name = call.error if call.error in _BUILTIN_ERRORS else "an exception"
+        if call.hidden:
+            return f"raised {name}"
+        return f"raised {name}: {call.error_message[:200]}"
+    if call.table is None:
+        return (
+            f"returned {shown_type(call.other_type)}, expected a pandas DataFrame built with "
+            "pd.DataFrame({'tokens': ..., 'probabilities': ...})"
+        )
+    return ""
+
+
+def table_problem(table: Table, k: int, hidden: bool) -> str:
+    if "tokens" not in table.columns or "probabilities" not in table.columns:
+        if hidden:
+            return "the DataFrame needs columns 'tokens' and 'probabilities'"
+        return f"the DataFrame needs columns 'tokens' and 'probabilities', has {list(table.columns)}"
+    if table.rows != k:
+        return f"expected k = {k} rows, got {table.rows}: use the `k` parameter in topk"
+    if table.tokens is None or table.probabilities is None:
+        return "the columns could not be read"
+    return ""
+
+
+def reference_problem(table: Table, phrase: str, k: int, reference: Reference) -> str:
+    """Compare a student's top-k table with the reference; '' when they agree.
+
+    Rank ``r`` of the student's table must hold a token whose reference probability is
+    within ``TIE_TOLERANCE`` of the reference's rank-``r`` probability (so tied
+    candidates may come in either order), with a probability within
+    ``PROBABILITY_TOLERANCE`` of it. Repeated texts are not rejected as such: distinct
+    ids can decode to the same text (partial UTF-8 bytes all decode to "\ufffd").
+    """
+    probabilities = table.probabilities or ()
+    if len(probabilities) < table.rows or any(p is None for p in probabilities):
+        return "the 'probabilities' column does not hold numbers"
+    if any(a < b - TIE_TOLERANCE for a, b in zip(probabilities, probabilities[1:], strict=False)):
+        return "rows are not sorted from most to least likely"
+    tokens = table.tokens or ()
+    if len(tokens) < table.rows:
+        return "the 'tokens' column could not be read"
+    expected = reference.probabilities(phrase)  # (vocab_size,)
+    top = torch.topk(expected, min(k + _CANDIDATE_MARGIN, expected.numel()))
+    candidates: dict[str, list[float]] = {}
+    for token_id, p in zip(top.indices.tolist(), top.values.tolist(), strict=True):
+        candidates.setdefault(reference.decode(token_id), []).append(p)
+    ranked = top.values.tolist()
+    for rank, (token, p) in enumerate(zip(tokens, probabilities, strict=False)):
+        wanted = ranked[rank]
+        if not isinstance(token, str) or not any(
+            abs(q - wanted) <= TIE_TOLERANCE for q in candidates.get(token, [])
+        ):
+            return f"the token at rank {rank + 1} is not the expected one"
+        if abs(p - wanted) > PROBABILITY_TOLERANCE:
+            return f"the probability at rank {rank + 1} is off by more than {PROBABILITY_TOLERANCE}"
+    return ""
+
+
+# --- the function's checks -----------------------------------------------------------
+
+
+def check_returns_k_rows(calls: Sequence[Call], reference: Reference) -> Verdict:
     """A DataFrame with columns ``tokens`` and ``probabilities`` and exactly k rows."""
-    for k in (1, 5, 10):
-        table, problem = _call(func, VISIBLE_PHRASE, k)
+    if not calls:
+        return Verdict(False, "predict_next_tokens is not defined")
+    for call in calls:
+        problem = _call_problem(call) or table_problem(call.table, call.k, call.hidden)
         if problem:
-            return Verdict(False, problem)
-        problem = _table_problem(table, k)
-        if problem:
-            return Verdict(False, f"predict_next_tokens({VISIBLE_PHRASE!r}, {k}): {problem}")
-    return Verdict(True, "returns a tokens/probabilities DataFrame with k rows for k = 1, 5, 10")
+            return Verdict(False, f"predict_next_tokens({call.phrase!r}, {call.k}): {problem}")
+    ks = ", ".join(str(call.k) for call in calls)
+    return Verdict(True, f"returns a tokens/probabilities DataFrame with k rows for k = {ks}")
 
 
-def check_matches_reference(func: Callable, tokenizer, model) -> Verdict:
+def check_matches_reference(calls: Sequence[Call], reference: Reference) -> Verdict:
     """Same tokens, probabilities within 1e-4, descending, on phrases the student never saw."""
-    wrong = 0
-    first_problem = ""
-    cases = [(phrase, 5) for phrase in HIDDEN_PHRASES] + [(HIDDEN_PHRASES[1], 10)]
-    for number, (phrase, k) in enumerate(cases, start=1):
-        table, problem = _call(func, phrase, k)
+    if not calls:
+        return Verdict(False, "predict_next_tokens is not defined")
+    wrong, first_problem = 0, ""
+    for number, call in enumerate(calls, start=1):
+        problem = _call_problem(call) or table_problem(call.table, call.k, True)
         if not problem:
-            problem = _table_problem(table, k) or _reference_problem(
-                table, phrase, k, tokenizer, model
-            )
+            problem = reference_problem(call.table, call.phrase, call.k, reference)
         if problem:
             wrong += 1
             first_problem = first_problem or f"hidden phrase {number}: {problem}"
     if wrong:
         return Verdict(
             False,
-            f"{wrong} of {len(cases)} hidden phrases give a different top-k than the reference "
+            f"{wrong} of {len(calls)} hidden phrases give a different top-k than the reference "
             f"(first one: {first_problem}). Check that the function uses its `phrase` and `k` "
             "parameters, the last position's logits, and softmax over the vocabulary.",
         )
-    return Verdict(True, f"matches the reference on all {len(cases)} hidden phrases")
+    return Verdict(True, f"matches the reference on all {len(calls)} hidden phrases")
 
 
-def check_returns_probabilities(func: Callable, tokenizer, model) -> Verdict:
+def check_returns_probabilities(calls: Sequence[Call], reference: Reference) -> Verdict:
     """Values in (0, 1] that add up to at most 1: probabilities, not logits."""
-    for phrase in (VISIBLE_PHRASE, HIDDEN_PHRASES[2]):
-        table, problem = _call(func, phrase, 10)
+    if not calls:
+        return Verdict(False, "predict_next_tokens is not defined")
+    for call in calls:
+        problem = _call_problem(call)
         if problem:
-            return Verdict(False, problem)
-        if not isinstance(table, pd.DataFrame) or "probabilities" not in table.columns:
+            return Verdict(False, f"predict_next_tokens(<phrase>, {call.k}) {problem}")
+        table = call.table
+        if "probabilities" not in table.columns or table.probabilities is None:
             return Verdict(False, "no 'probabilities' column to check: return a DataFrame")
-        values = _as_floats(table["probabilities"])
-        if values is None:
+        values = table.probabilities
+        if any(v is None for v in values):
             return Verdict(False, "the 'probabilities' column does not hold numbers")
         if not all(0.0 < v <= 1.0 for v in values):
             return Verdict(
@@ -127,37 +272,28 @@ def check_returns_probabilities(func: Callable, tokenizer, model) -> Verdict:
     return Verdict(True, "returns probabilities (in (0, 1], at most 1 in total)")
 
 
-def check_no_global_vars(func: Callable, tokenizer, model) -> Verdict:
-    """Passes ``check_global_vars`` with the course's allowed list."""
-    try:
-        check_global_vars(func, allowed_globals=list(ALLOWED_GLOBALS))
-    except AssertionError as error:
-        return Verdict(False, str(error))
-    except TypeError as error:
-        return Verdict(False, f"predict_next_tokens is not a plain function: {error}")
-    return Verdict(True, "uses only its parameters and torch, tokenizer, pd, model")
+def check_works_without_notebook_globals(
+    settings: Sequence[Sequence[Call] | None], reference: Reference
+) -> Verdict:
+    """Right answers when only the allowed globals exist, and when leftovers are decoys.
 
-
-def check_works_without_notebook_globals(func: Callable, tokenizer, model) -> Verdict:
-    """Right answers when only the allowed globals exist, and when leftovers are decoys."""
-    func = inspect.unwrap(func) if callable(func) else func  # look under @torch.no_grad()
-    if not isinstance(func, types.FunctionType):
-        return Verdict(False, "predict_next_tokens is not a plain Python function")
-    allowed = {"torch": torch, "tokenizer": tokenizer, "pd": pd, "model": model}
-    decoys = {name: _Decoy(name) for name in NOTEBOOK_LEFTOVERS}
-    decoys["phrase"] = "Decoy phrase that is not the one asked about"
-    settings = [
-        ("with only torch, tokenizer, pd and model defined", allowed),
-        ("with the notebook's other variables changed", {**decoys, **allowed}),
-    ]
-    for description, namespace in settings:
-        isolated = _rebuild(func, namespace)
-        for phrase in (HIDDEN_PHRASES[0], HIDDEN_PHRASES[2]):
-            table, problem = _call(isolated, phrase, 5)
+    ``settings``: the calls made with only ``torch``, ``tokenizer``, ``pd``, ``model``
+    as globals, then with the notebook's other variables replaced by decoys; None for a
+    setting when the function is not a plain Python function.
+    """
+    descriptions = (
+        "with only torch, tokenizer, pd and model defined",
+        "with the notebook's other variables changed",
+    )
+    if not settings:
+        return Verdict(False, "predict_next_tokens is not defined")
+    for description, calls in zip(descriptions, settings, strict=False):
+        if calls is None:
+            return Verdict(False, "predict_next_tokens is not a plain Python function")
+        for call in calls:
+            problem = _call_problem(call) or table_problem(call.table, call.k, True)
             if not problem:
-                problem = _table_problem(table, 5) or _reference_problem(
-                    table, phrase, 5, tokenizer, model
-                )
+                problem = reference_problem(call.table, call.phrase, call.k, reference)
             if problem:
                 return Verdict(
                     False,
@@ -165,96 +301,3 @@ def check_works_without_notebook_globals(func: Callable, tokenizer, model) -> Ve
                     "everything from its parameters (see check_global_vars).",
                 )
     return Verdict(True, "gives the right answer without the notebook's other variables")
-
-
-# --- helpers -------------------------------------------------------------------------
-
-
-class _Decoy:
-    """Stands in for a notebook variable; any use of it fails loudly."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __getattr__(self, attribute: str):
-        raise RuntimeError(f"used the notebook variable `{self._name}`")
-
-    def __getitem__(self, key):
-        raise RuntimeError(f"used the notebook variable `{self._name}`")
-
-    def __repr__(self) -> str:
-        return f"<notebook variable {self._name}>"
-
-
-def _rebuild(func: types.FunctionType, namespace: dict) -> types.FunctionType:
-    """The same code, defaults and closure, with ``namespace`` as its only globals."""
-    isolated_globals = {"__builtins__": builtins, "__name__": "__isolated__", **namespace}
-    isolated = types.FunctionType(
-        func.__code__, isolated_globals, func.__name__, func.__defaults__, func.__closure__
-    )
-    isolated.__kwdefaults__ = func.__kwdefaults__
-    return isolated
-
-
-def _call(func: Callable, phrase: str, k: int) -> tuple[object, str]:
-    """Call the student's function; on an exception, describe it instead of raising."""
-    if not callable(func):
-        return None, f"predict_next_tokens is not a function but a {type(func).__name__}"
-    try:
-        return func(phrase, k), ""
-    except Exception as error:  # a student's bug is a result, not a crash
-        return None, (
-            f"predict_next_tokens(<phrase>, {k}) raised {type(error).__name__}: {error}"
-        )
-
-
-def _table_problem(table: object, k: int) -> str:
-    if not isinstance(table, pd.DataFrame):
-        return (
-            f"returned a {type(table).__name__}, expected a pandas DataFrame built with "
-            "pd.DataFrame({'tokens': ..., 'probabilities': ...})"
-        )
-    missing = [c for c in ("tokens", "probabilities") if c not in table.columns]
-    if missing:
-        columns = list(table.columns)
-        return f"the DataFrame needs columns 'tokens' and 'probabilities', has {columns}"
-    if len(table) != k:
-        return f"expected k = {k} rows, got {len(table)}: use the `k` parameter in topk"
-    return ""
-
-
-def _as_floats(column: pd.Series) -> list[float] | None:
-    try:
-        return [float(v) for v in column]
-    except (TypeError, ValueError):
-        return None
-
-
-def _reference_problem(table: pd.DataFrame, phrase: str, k: int, tokenizer, model) -> str:
-    """Compare a student's top-k table with the reference; '' when they agree.
-
-    Rank ``r`` of the student's table must hold a token whose reference probability is
-    within ``TIE_TOLERANCE`` of the reference's rank-``r`` probability (so tied
-    candidates may come in either order), with a probability within
-    ``PROBABILITY_TOLERANCE`` of it. Repeated texts are not rejected as such: distinct
-    ids can decode to the same text (partial UTF-8 bytes all decode to "\ufffd").
-    """
-    probabilities = _as_floats(table["probabilities"])
-    if probabilities is None:
-        return "the 'probabilities' column does not hold numbers"
-    if any(a < b - TIE_TOLERANCE for a, b in zip(probabilities, probabilities[1:], strict=False)):
-        return "rows are not sorted from most to least likely"
-    reference = next_token_probabilities(phrase, tokenizer, model)  # (vocab_size,)
-    top = torch.topk(reference, min(k + _CANDIDATE_MARGIN, reference.numel()))
-    candidates: dict[str, list[float]] = {}
-    for token_id, p in zip(top.indices.tolist(), top.values.tolist(), strict=True):
-        candidates.setdefault(tokenizer.decode(token_id), []).append(p)
-    ranked = top.values.tolist()
-    tokens = list(table["tokens"])
-    for rank, (token, p) in enumerate(zip(tokens, probabilities, strict=True)):
-        expected = ranked[rank]
-        if not any(abs(q - expected) <= TIE_TOLERANCE for q in candidates.get(str(token), [])):
-            return f"the token at rank {rank + 1} is not the expected one"
-        if abs(p - expected) > PROBABILITY_TOLERANCE:
-            return f"the probability at rank {rank + 1} is off by more than {PROBABILITY_TOLERANCE}"
-    return ""

@@ -2,10 +2,6 @@
 
 Each one fixes a way in which plain nbgrader 0.9.6 loses a grade or leaks a test:
 
-- :class:`RobustExecute`: a kernel that dies (``os._exit``, a segfault, out of memory)
-  makes nbgrader drop the student's whole notebook and leave stale grades; here the
-  dying cell and every later cell score 0 with an explanation, and the rest of the batch
-  goes on.
 - :class:`SafeDeduplicateIds`: a duplicated graded cell makes nbgrader abort the whole
   batch (``SchemaTooOldError``, jupyter/nbgrader#1083); here the extra copy becomes an
   ordinary cell and the last copy is graded, as nbgrader intends.
@@ -16,42 +12,10 @@ Each one fixes a way in which plain nbgrader 0.9.6 loses a grade or leaks a test
 
 from __future__ import annotations
 
-from nbclient.exceptions import DeadKernelError
-from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
-from nbgrader.preprocessors import DeduplicateIds, Execute, NbGraderPreprocessor
+from nbgrader.preprocessors import DeduplicateIds, NbGraderPreprocessor
 
 HIDDEN_TESTS_MARK = "BEGIN HIDDEN TESTS"
-
-
-def _error_output(name: str, value: str) -> NotebookNode:
-    traceback = [f"{name}: {value}"]
-    return NotebookNode(output_type="error", ename=name, evalue=value, traceback=traceback)
-
-
-class RobustExecute(Execute):
-    """``Execute`` that grades a notebook whose kernel died instead of discarding it."""
-
-    def preprocess(self, nb, resources=None, km=None):
-        self._kernel_died = False
-        return super().preprocess(nb, resources, km)
-
-    def preprocess_cell(self, cell, resources, index):
-        if cell.cell_type != "code":
-            return cell, resources
-        if self._kernel_died:
-            cell.outputs = [
-                _error_output("DeadKernelError", "not run: the kernel died in an earlier cell")
-            ]
-            return cell, resources
-        try:
-            return super().preprocess_cell(cell, resources, index)
-        except DeadKernelError:
-            self._kernel_died = True
-            cell.outputs.append(
-                _error_output("DeadKernelError", "the kernel died while running this cell")
-            )
-            return cell, resources
 
 
 class SafeDeduplicateIds(DeduplicateIds):

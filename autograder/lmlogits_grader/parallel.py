@@ -23,6 +23,7 @@ Usage: ``python -m lmlogits_grader.parallel [--workers N] [--force] [student ...
 from __future__ import annotations
 
 import argparse
+import atexit
 import hashlib
 import multiprocessing
 import os
@@ -113,29 +114,46 @@ def _worker_course(root: Path, index: int) -> Path:
     return worker
 
 
-def _init_worker(worker_root: str, warm: bool) -> None:
+def _init_worker(worker_root: str, warm: bool, slot: int = 1) -> None:
     global _worker_api, _worker_root, _zygote
+    from lmlogits_grader.execute import KERNEL_PARENT_ENV, SLOT_ENV, WARM_SOCKET_ENV
+
     # one thread per kernel: N workers on N cores must not oversubscribe them
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
+    # each worker's kernels run as a user of their own (process limits are per user)
+    os.environ[SLOT_ENV] = str(slot)
     _worker_root = Path(worker_root)
-    overrides = {}
     if warm:
-        from lmlogits_grader import warm_kernel
+        from lmlogits_grader import sandbox, warm_kernel
 
-        # a short path: Unix socket paths are limited to about 100 characters
-        socket_path = Path(tempfile.mkdtemp(prefix="lmlogits-")) / "zygote.sock"
-        _zygote = warm_kernel.start_zygote(socket_path)
-        jupyter_dir = _worker_root / "jupyter"
-        warm_kernel.install_kernelspec(jupyter_dir, socket_path)
-        os.environ["JUPYTER_PATH"] = str(jupyter_dir)
-        overrides["kernel_name"] = warm_kernel.KERNEL_NAME
-    _worker_api = course.api_for(_worker_root, **overrides)
+        # short paths: Unix socket paths are limited to about 100 characters
+        base = Path(tempfile.mkdtemp(prefix="lmlogits-w-", dir=sandbox.shared_root()))
+        base.chmod(0o711)
+        kernels = base / "kernels"
+        kernels.mkdir(mode=0o711)
+        kernels.chmod(0o711)
+        zygote_dir = base / "zygote"
+        zygote_dir.mkdir(mode=0o700)
+        socket_path = zygote_dir / "zygote.sock"
+        _zygote = warm_kernel.start_zygote(socket_path, kernels)
+        atexit.register(_stop_zygote, base)
+        os.environ[KERNEL_PARENT_ENV] = str(kernels)
+        os.environ[WARM_SOCKET_ENV] = str(socket_path)
+    _worker_api = course.api_for(_worker_root)
+
+
+def _stop_zygote(base: Path) -> None:
+    if _zygote is not None and _zygote.poll() is None:
+        _zygote.kill()
+        _zygote.wait()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def _init_pool_process(free_roots, warm: bool) -> None:
-    # each pool process claims one worker folder of its own
-    _init_worker(free_roots.get(), warm)
+    # each pool process claims one worker folder (and slot number) of its own
+    slot, worker_root = free_roots.get()
+    _init_worker(worker_root, warm, slot)
 
 
 def _fetch_model_once() -> None:
@@ -156,10 +174,13 @@ def _execute_one(student: str, assignment: str) -> tuple[str, str | None]:
 
 def _record_api(root: Path):
     """An API whose autograde records an executed notebook without running it again:
-    the course's own autograde steps (nbgrader_config.py), minus ClearOutput and Execute."""
+    the course's own autograde steps (nbgrader_config.py), minus ClearOutput, Execute and
+    the Judge: the worker already executed and judged it."""
     from nbgrader.apps import NbGraderAPI
     from nbgrader.preprocessors import ClearOutput, Execute
     from traitlets.config.loader import PyFileConfigLoader
+
+    from lmlogits_grader.judge import Judge
 
     config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
     config.CourseDirectory.root = str(root)
@@ -167,7 +188,7 @@ def _record_api(root: Path):
     for steps in ("sanitize_preprocessors", "autograde_preprocessors"):
         configured = config.Autograde[steps]
         config.Autograde[steps] = [
-            step for step in configured if not issubclass(step, (ClearOutput, Execute))
+            step for step in configured if not issubclass(step, (ClearOutput, Execute, Judge))
         ]
     return NbGraderAPI(config=config)
 
@@ -239,8 +260,8 @@ def grade_in_parallel(
 
     context = multiprocessing.get_context("spawn")
     free_roots = context.Queue()
-    for worker_root in roots:
-        free_roots.put(worker_root)
+    for slot, worker_root in enumerate(roots, start=1):
+        free_roots.put((slot, worker_root))
     with ProcessPoolExecutor(
         max_workers=workers,
         mp_context=context,

@@ -3,20 +3,23 @@
 Every submission of this assignment starts a kernel, imports torch, transformers and
 pandas, and loads the model before any student code runs: seconds of identical work.
 A *zygote* process does that work once, then, for each submission, forks a child that
-becomes the submission's ipykernel. Each child is a separate process, a copy of the
-untouched zygote: submissions stay isolated from one another, as with fresh kernels.
+becomes the submission's ipykernel.
 
-Pieces:
+Nothing in this module may hold a secret: the zygote runs inside the sandbox
+(:mod:`lmlogits_grader.sandbox`), where this file is visible.
 
-- ``serve``: the zygote. Pre-imports and pre-loads, then listens on a Unix socket; for
-  each request it forks a kernel, reports its pid, and later its exit status.
-- ``launch``: what the kernelspec runs (``argv`` in ``kernel.json``). jupyter_client
-  sees this small process as "the kernel": it forwards interrupts and terminations to
-  the forked kernel and exits with its exit status, so timeouts, interrupts and dead
-  kernels behave as with an ordinary kernel. If it is killed, the forked kernel notices
-  within a second and exits.
-
-:func:`install_kernelspec` writes the kernelspec; :func:`start_zygote` starts a zygote.
+- ``serve``: the zygote. It runs inside one bubblewrap sandbox per worker (started by
+  :func:`start_zygote`), pre-imports and pre-loads, then listens on a Unix socket that
+  only the grader's user can reach. For each request it forks a child that, before any
+  student code runs, gets a PID namespace, mount namespace and ``/tmp`` of its own and
+  drops to the kernel's unprivileged user with resource limits
+  (:func:`lmlogits_grader.sandbox.isolate_forked_kernel`, ``lock_down``). The child
+  cannot see, signal or trace the zygote, and what it leaves behind (files in ``/tmp``,
+  processes, changed weights in its copy-on-write memory) dies with it.
+- ``launch``: what the kernelspec runs (``argv`` in ``kernel.json``), outside the
+  sandbox. jupyter_client sees this small process as "the kernel": it forwards
+  interrupts and terminations through the zygote and exits with the kernel's status.
+  When it goes away, the zygote kills the kernel.
 """
 
 from __future__ import annotations
@@ -28,70 +31,63 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-KERNEL_NAME = "lmlogits-warm"
-_torch_threads = 1  # the zygote's torch thread count before it was set to 1
+from lmlogits_grader import sandbox
+
 SOCKET_ENV = "LMLOGITS_WARM_SOCKET"
+_torch_threads = 1  # the zygote's torch thread count before it was set to 1
+_PR_SET_DUMPABLE = 4
 
 
 # --- the zygote ----------------------------------------------------------------------
 
 
 def _preload() -> None:
-    """Import what every submission imports, and load the model the grader uses."""
+    """Import what every submission imports, and load the model the kernels load."""
     import torch
 
     global _torch_threads
     _torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # no OpenMP thread pool may exist before fork
     import ipykernel.kernelapp  # noqa: F401  (IPython, zmq, tornado)
-    import matplotlib  # noqa: F401
     import pandas  # noqa: F401
     from transformers.utils import logging as transformers_logging
 
     import lmlogits
-    import lmlogits_grader.checks  # noqa: F401
 
     transformers_logging.disable_progress_bar()  # the zygote's stderr is the grader's
     lmlogits.load_model_and_tokenizer()  # cached in lmlogits.model for every child
     transformers_logging.enable_progress_bar()
+    # matplotlib is left to each kernel: ipykernel must choose its backend first
+    # (a zygote that imported it would make every forked kernel draw with "agg")
 
 
-def _become_kernel(request: dict, fds: list[int], listener: socket.socket) -> None:
-    """In the forked child: take the launcher's stdio, cwd and environment; run ipykernel."""
-    listener.close()
+def _become_kernel(request: dict, fds: list[int], settings: sandbox.SandboxSettings | None):
+    """In the forked child: isolate (sandboxed mode), take the launcher's stdio, run ipykernel."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for target, fd in enumerate(fds[:3]):
         os.dup2(fd, target)
-    os.chdir(request["cwd"])
-    os.environ.clear()
-    os.environ.update(request["env"])
-    # as jupyter_client does for its kernels: a parent to watch, and no console banner
-    os.environ["JPY_PARENT_PID"] = str(request["launcher_pid"])
-    sys.path[0] = request["cwd"]
+    kernel_dir = request.get("kernel_dir") or None
+    if settings is not None:
+        sandbox.isolate_forked_kernel(settings)  # returns in the new namespace's PID 1
+        sandbox.close_inherited_files()
+        sandbox.lock_down(settings, kernel_dir, sandbox.address_space())
+    else:
+        sandbox.close_inherited_files()
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+    sys.path[0] = os.getcwd()
     import torch
 
     torch.set_num_threads(_torch_threads)  # what torch would have chosen in this process
-    launcher = request["launcher_pid"]
-
-    def exit_with_launcher() -> None:
-        while True:
-            time.sleep(1.0)
-            try:
-                os.kill(launcher, 0)
-            except ProcessLookupError:
-                os._exit(1)
-
-    threading.Thread(target=exit_with_launcher, daemon=True).start()
     from ipykernel.kernelapp import launch_new_instance
 
-    # a parent handle, as jupyter_client gives its kernels (ipykernel read JPY_PARENT_PID
-    # when the zygote imported it): without one, ipykernel prints a console banner
-    parent = f"--IPKernelApp.parent_handle={request['launcher_pid']}"
-    sys.argv = ["ipykernel_launcher", *request["argv"], parent]
+    # parent_handle=1: no parent poller (the zygote kills the kernel when its launcher
+    # goes away) and no console banner
+    sys.argv = ["ipykernel_launcher", *request["argv"], "--IPKernelApp.parent_handle=1"]
     try:
         launch_new_instance()
     finally:
@@ -99,8 +95,15 @@ def _become_kernel(request: dict, fds: list[int], listener: socket.socket) -> No
 
 
 def serve(socket_path: str) -> None:
-    """Run the zygote until its parent process goes away."""
+    """Run the zygote until its parent process goes away (or its socket is removed)."""
+    settings = None
+    if sandbox.sandbox_mode() == "bwrap":
+        settings = sandbox.SandboxSettings.from_json(os.environ[sandbox.SETTINGS_ENV])
     _preload()
+    import ctypes
+
+    # kernels of the same user (non-root graders) may not trace or read the zygote
+    ctypes.CDLL(None).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
     parent = os.getppid()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     if os.path.exists(socket_path):
@@ -111,18 +114,40 @@ def serve(socket_path: str) -> None:
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
     children: dict[int, socket.socket] = {}
-    while os.getppid() == parent:
-        for _ in selector.select(timeout=0.2):
-            connection, _ = listener.accept()
-            message, fds, _, _ = socket.recv_fds(connection, 1 << 20, 3)
-            request = json.loads(message)
-            pid = os.fork()
-            if pid == 0:
-                _become_kernel(request, fds, listener)
-            for fd in fds:
-                os.close(fd)
-            connection.sendall(f"{pid}\n".encode())
-            children[pid] = connection
+    while os.getppid() == parent and os.path.exists(socket_path):
+        for key, _ in selector.select(timeout=0.2):
+            if key.fileobj is listener:
+                connection, _ = listener.accept()
+                try:
+                    message, fds, _, _ = socket.recv_fds(connection, 1 << 20, 3)
+                    request = json.loads(message)
+                except (OSError, ValueError):
+                    connection.close()
+                    continue
+                pid = os.fork()
+                if pid == 0:
+                    listener.close()
+                    _become_kernel(request, fds, settings)
+                for fd in fds:
+                    os.close(fd)
+                connection.sendall(f"{pid}\n".encode())
+                children[pid] = connection
+                selector.register(connection, selectors.EVENT_READ, pid)
+            else:
+                # the launcher sent a signal number, or went away (then: kill the kernel)
+                pid = key.data
+                try:
+                    data = key.fileobj.recv(64)
+                except OSError:
+                    data = b""
+                for line in data.decode(errors="replace").split():
+                    if line.isdigit() and int(line) == signal.SIGINT:
+                        _signal(pid, signal.SIGINT)
+                    elif line.isdigit():
+                        _signal(pid, signal.SIGKILL)
+                if not data:
+                    _signal(pid, signal.SIGKILL)
+                    selector.unregister(key.fileobj)
         while children:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -133,20 +158,43 @@ def serve(socket_path: str) -> None:
             connection = children.pop(pid, None)
             if connection is not None:
                 try:
-                    connection.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())
+                    selector.unregister(connection)
+                except (KeyError, ValueError):
+                    pass
+                try:
+                    connection.sendall(f"exit {os.waitstatus_to_exitcode(status)}\n".encode())
                 except OSError:
                     pass
                 connection.close()
-    os.unlink(socket_path)
+    for pid in children:
+        _signal(pid, signal.SIGKILL)
 
 
-def start_zygote(socket_path: Path, env: dict[str, str] | None = None, wait: float = 600.0):
-    """Start a zygote listening on ``socket_path``; return its ``Popen`` once it is ready."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lmlogits_grader.warm_kernel", "serve", str(socket_path)],
-        env=env,
-        stdin=subprocess.DEVNULL,
-    )
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def start_zygote(socket_path: Path, kernel_parent: Path | None = None,
+                 wait: float = 600.0) -> subprocess.Popen:
+    """Start a zygote listening on ``socket_path``; return its ``Popen`` once it is ready.
+
+    In sandboxed mode the zygote runs inside bubblewrap and sees, besides the read-only
+    system, only the socket's folder and ``kernel_parent`` (where its kernels' private
+    folders are made).
+    """
+    from lmlogits_grader.execute import current_settings
+
+    settings = current_settings()
+    command = [sys.executable, "-m", "lmlogits_grader.warm_kernel", "serve", str(socket_path)]
+    env = dict(os.environ)
+    if sandbox.sandbox_mode() == "bwrap":
+        command = sandbox.bwrap_command(settings, None, command, writable=(
+            str(socket_path.parent), str(kernel_parent)))
+        env = None
+    process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + wait
     while not socket_path.exists():
         if process.poll() is not None or time.monotonic() > deadline:
@@ -167,41 +215,26 @@ def launch(argv: list[str]) -> int:
         "argv": argv,
         "cwd": os.getcwd(),
         "env": dict(os.environ),
-        "launcher_pid": os.getpid(),
+        "kernel_dir": os.environ.get(sandbox.KERNEL_DIR_ENV, ""),
     }
     socket.send_fds(connection, [json.dumps(request).encode()], [0, 1, 2])
     reader = connection.makefile("r")
-    kernel_pid = int(reader.readline())
+    int(reader.readline())  # the kernel's pid in the zygote: it has started
 
     def forward(signum, frame):
         try:
-            os.kill(kernel_pid, signum)
-        except ProcessLookupError:
+            connection.sendall(f"{signum}\n".encode())
+        except OSError:
             pass
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
         signal.signal(signum, forward)
-    line = reader.readline()
-    return int(line) if line.strip() else 1
-
-
-def install_kernelspec(jupyter_dir: Path, socket_path: Path) -> Path:
-    """Write ``<jupyter_dir>/kernels/lmlogits-warm/kernel.json`` for a zygote's socket.
-
-    Put ``jupyter_dir`` on ``JUPYTER_PATH`` and select the kernel by name.
-    """
-    folder = jupyter_dir / "kernels" / KERNEL_NAME
-    folder.mkdir(parents=True, exist_ok=True)
-    spec = {
-        "argv": [sys.executable, "-m", "lmlogits_grader.warm_kernel", "launch", "-f",
-                 "{connection_file}"],
-        "display_name": "Python 3 (warm, lmlogits grading)",
-        "language": "python",
-        "interrupt_mode": "signal",
-        "env": {SOCKET_ENV: str(socket_path)},
-    }
-    (folder / "kernel.json").write_text(json.dumps(spec, indent=1))
-    return folder
+    while True:
+        line = reader.readline()
+        if not line:
+            return 1
+        if line.startswith("exit "):
+            return int(line.split()[1]) & 0xFF
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,358 @@
+"""The sandbox a student's kernel runs in: bubblewrap outside, a locked-down process inside.
+
+Nothing in this module may hold a secret: its file is the one piece of the grader that
+is visible inside the sandbox (the warm-kernel zygote imports it there).
+
+Two layers, both set up before any student code runs:
+
+1. **bubblewrap** (``bwrap``, Debian package ``bubblewrap``) builds a new root from a
+   short list of read-only folders: the system (``/usr``, ``/etc``, ...), the Python
+   installation, the virtual environment, the student package ``lmlogits`` and the
+   model. Everything else, the course folder, the gradebook, other submissions, the
+   grader's source, the home folder, does not exist in there. There is no network (a
+   new network namespace with only a loopback), a private ``/tmp`` of limited size and
+   a PID namespace of its own.
+2. **the kernel process** (:func:`lock_down`) then drops to an unprivileged user id
+   (when the grader runs as root), sets ``no_new_privs`` and resource limits: processes,
+   address space, CPU time, file size and open files. A warm kernel, forked from a
+   zygote that lives inside one bubblewrap sandbox, first gets a PID namespace, mount
+   namespace and ``/tmp`` of its own (:func:`isolate_forked_kernel`), so that nothing it
+   leaves behind, file or process, reaches the next submission.
+
+The grader talks to the kernel over Unix sockets (ZeroMQ ``ipc``) in a per-kernel folder,
+the only folder the sandbox shares with the outside.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+# Environment variables the grader sets for the kernel launchers.
+MODE_ENV = "LMLOGITS_SANDBOX"  # "bwrap" (default) or "off" (--no-sandbox)
+SETTINGS_ENV = "LMLOGITS_SANDBOX_SETTINGS"  # JSON of SandboxSettings
+KERNEL_DIR_ENV = "LMLOGITS_KERNEL_DIR"  # the per-kernel folder shared with the grader
+
+UNSANDBOXED_WARNING = (
+    "WARNING: submissions run UNSANDBOXED (--no-sandbox): student code can read and change "
+    "the course, the gradebook and other submissions"
+)
+
+_GiB = 1 << 30
+_MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-submission limits (README "How grading is made safe" gives the reasons)."""
+
+    memory_bytes: int = 3 * _GiB  # address space a kernel may add (warm) or use (fresh: + base)
+    processes: int = 256  # threads count as processes for RLIMIT_NPROC
+    cpu_seconds: int = 600
+    file_bytes: int = 64 * _MiB  # largest file a kernel may write
+    open_files: int = 1024
+    tmp_bytes: int = 256 * _MiB  # size of the private /tmp (in memory)
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """What the sandbox shows and allows; computed by the grader, read by the launchers."""
+
+    readonly: tuple[str, ...]  # folders and files bound read-only at the same path
+    shared_root: str  # per-kernel folders are created below it (bound read-write)
+    uid: int | None  # the kernel's user id; None keeps the grader's (non-root graders)
+    env: dict[str, str] = field(default_factory=dict)  # the kernel's whole environment
+    limits: Limits = field(default_factory=Limits)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> SandboxSettings:
+        data = json.loads(text)
+        data["readonly"] = tuple(data["readonly"])
+        data["limits"] = Limits(**data["limits"])
+        return cls(**data)
+
+
+def sandbox_mode() -> str:
+    mode = os.environ.get(MODE_ENV, "bwrap").strip().lower() or "bwrap"
+    if mode not in ("bwrap", "off"):
+        raise ValueError(f"`{MODE_ENV}` must be 'bwrap' or 'off', got {mode!r}")
+    return mode
+
+
+def bwrap_problem() -> str:
+    """'' when bubblewrap can build a sandbox here, else one line saying what is missing."""
+    if not sys.platform.startswith("linux"):
+        return f"bubblewrap needs Linux (this is {sys.platform}): grade with --no-sandbox"
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return "bubblewrap is not installed: `apt-get install bubblewrap` (Debian/Ubuntu)"
+    probe = [bwrap, *_namespace_flags(), "--ro-bind", "/", "/", "--", "true"]
+    try:
+        result = subprocess.run(probe, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"bubblewrap does not run: {error}"
+    if result.returncode != 0:
+        return f"bubblewrap cannot create namespaces here: {result.stderr.strip()[:200]}"
+    return ""
+
+
+def _namespace_flags() -> list[str]:
+    flags = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+             "--unshare-cgroup-try"]
+    if os.geteuid() != 0:
+        flags.append("--unshare-user")  # an unprivileged grader needs a user namespace
+    return flags
+
+
+def kernel_uid(slot: int = 0) -> int | None:
+    """A dedicated unprivileged user id per worker slot when the grader is root."""
+    return 61000 + slot if os.geteuid() == 0 else None
+
+
+def shared_root() -> Path:
+    """Where per-kernel folders go: outside /tmp (which each kernel gets fresh)."""
+    for candidate in ("/var/tmp", tempfile.gettempdir()):
+        if os.access(candidate, os.W_OK | os.X_OK):
+            return Path(candidate)
+    return Path(tempfile.gettempdir())
+
+
+def bwrap_command(settings: SandboxSettings, kernel_dir: str | None, command: list[str],
+                  writable: tuple[str, ...] = ()) -> list[str]:
+    """The bubblewrap command line that runs ``command`` in the sandbox.
+
+    ``kernel_dir`` and ``writable`` are the only folders bound read-write.
+    """
+    writable = tuple(w for w in (*writable, kernel_dir) if w)
+    args = ["bwrap", *_namespace_flags(), "--die-with-parent", "--new-session"]
+    for system in ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32"):
+        if os.path.exists(system):
+            args += ["--ro-bind", system, system]
+    shown = [p for p in settings.readonly if os.path.exists(p)]
+    # bwrap would create the folders above a mount point as 0700: the kernel's user
+    # could not pass through them
+    parents = {str(parent) for p in [*shown, *writable] for parent in Path(p).parents}
+    for parent in sorted(parents - {"/"}, key=lambda p: p.count("/")):
+        args += ["--perms", "0755", "--dir", parent]
+    for path in shown:
+        args += ["--ro-bind", path, path]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    args += ["--size", str(settings.limits.tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp"]
+    args += ["--size", str(16 * _MiB), "--perms", "1777", "--tmpfs", "/dev/shm"]
+    for folder in writable:
+        args += ["--bind", folder, folder]
+    args += ["--chdir", "/tmp", "--clearenv"]
+    for name, value in settings.env.items():
+        args += ["--setenv", name, value]
+    # for lock_down() inside; it then leaves only settings.env
+    args += ["--setenv", SETTINGS_ENV, settings.to_json(), "--setenv", KERNEL_DIR_ENV,
+             kernel_dir or ""]
+    return [*args, "--", *command]
+
+
+# --- inside the sandbox: the kernel's own process ------------------------------------
+
+_PR_SET_NO_NEW_PRIVS = 38
+_PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
+_CLONE_NEWNS = 0x00020000
+_CLONE_NEWPID = 0x20000000
+_CLONE_NEWUSER = 0x10000000
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 0x2, 0x4, 0x8
+_MS_REC, _MS_PRIVATE = 0x4000, 0x40000
+
+
+def _libc():
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+    libc = _libc()
+    result = libc.mount(
+        source.encode() if source else None, target.encode(),
+        fstype.encode() if fstype else None, ctypes.c_ulong(flags),
+        data.encode() if data else None,
+    )
+    _check(result, f"mount {target}")
+
+
+def lock_down(settings: SandboxSettings, kernel_dir: str | None, current_address_space: int = 0):
+    """Drop to the kernel's user id, forbid new privileges, set the resource limits.
+
+    ``current_address_space``: the bytes the process already maps (a forked warm kernel
+    inherits torch and the model); the address-space limit is that plus the budget.
+    """
+    limits = settings.limits
+    libc = _libc()
+    os.makedirs("/tmp/work", exist_ok=True)
+    os.makedirs("/tmp/home", exist_ok=True)
+    if settings.uid is not None:
+        for folder in ("/tmp/work", "/tmp/home"):
+            os.chown(folder, settings.uid, settings.uid)
+        if kernel_dir is not None:  # the connection file is written by the grader
+            os.chown(kernel_dir, settings.uid, settings.uid)
+            for entry in os.scandir(kernel_dir):
+                os.chown(entry.path, settings.uid, settings.uid, follow_symlinks=False)
+    os.chdir("/tmp/work")
+    limits_to_set = [
+        (resource.RLIMIT_NPROC, limits.processes),
+        (resource.RLIMIT_CPU, limits.cpu_seconds),
+        (resource.RLIMIT_FSIZE, limits.file_bytes),
+        (resource.RLIMIT_NOFILE, limits.open_files),
+        (resource.RLIMIT_CORE, 0),
+    ]
+    if current_address_space:
+        limits_to_set.append((resource.RLIMIT_AS, current_address_space + limits.memory_bytes))
+    for which, value in limits_to_set:
+        soft, hard = resource.getrlimit(which)
+        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        resource.setrlimit(which, (value, value))
+    if settings.uid is not None:
+        os.setgroups([])
+        os.setresgid(settings.uid, settings.uid, settings.uid)
+        os.setresuid(settings.uid, settings.uid, settings.uid)
+    _check(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
+    # die with the parent (the relay, or bwrap): set after setresuid, which clears it
+    _check(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
+    os.environ.clear()
+    os.environ.update(settings.env)
+
+
+def address_space() -> int:
+    """Bytes this process maps now (VmSize)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def isolate_forked_kernel(settings: SandboxSettings) -> None:
+    """In a child forked from the warm zygote: a PID namespace, mount namespace and /tmp
+    of its own. Returns in the kernel process (PID 1 of the new namespace); the process
+    that called it becomes a relay that forwards signals and exits with the kernel."""
+    libc = _libc()
+    if os.geteuid() == 0:
+        _check(libc.unshare(_CLONE_NEWNS | _CLONE_NEWPID), "unshare")
+    else:  # an unprivileged grader: a user namespace of its own gives the rights to mount
+        uid, gid = os.geteuid(), os.getegid()
+        _check(libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNS | _CLONE_NEWPID), "unshare")
+        for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"),
+                           ("gid_map", f"{gid} {gid} 1")):
+            with open(f"/proc/self/{name}", "w") as handle:
+                handle.write(text)
+    _mount("", "/", None, _MS_REC | _MS_PRIVATE, None)
+    size = settings.limits.tmp_bytes
+    _mount("tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size},mode=1777")
+    _mount("tmpfs", "/dev/shm", "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={16 * _MiB},mode=1777")
+    kernel = os.fork()
+    if kernel == 0:
+        # PID 1 of its namespace: when it exits, every process it started is killed
+        _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None)
+        return
+    _relay(kernel)
+
+
+def _relay(kernel: int) -> None:
+    """Forward interrupts and terminations to the kernel; exit with its status."""
+
+    def forward(signum, frame):
+        # a PID-1 process only gets the signals it handles; SIGTERM means stop, so kill
+        try:
+            os.kill(kernel, signal.SIGINT if signum == signal.SIGINT else signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP):
+        signal.signal(signum, forward)
+    while True:
+        try:
+            _, status = os.waitpid(kernel, 0)
+            break
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            status = 0
+            break
+    os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+
+
+def close_inherited_files(keep: tuple[int, ...] = (0, 1, 2)) -> None:
+    """Close every file descriptor but ``keep`` (what a forked child inherits)."""
+    for entry in os.listdir("/proc/self/fd"):
+        fd = int(entry)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+# --- the fresh-kernel launcher (kernelspec argv) -------------------------------------
+
+
+def run_kernel(argv: list[str]) -> int:
+    """What jupyter_client starts for a fresh sandboxed kernel: bwrap around ipykernel."""
+    settings = SandboxSettings.from_json(os.environ[SETTINGS_ENV])
+    kernel_dir = os.environ.get(KERNEL_DIR_ENV)
+    inner = [sys.executable, "-m", "lmlogits_grader.sandbox", "enter", *argv]
+    command = bwrap_command(settings, kernel_dir, inner)
+    process = subprocess.Popen(command, env={SETTINGS_ENV: settings.to_json(),
+                                             KERNEL_DIR_ENV: kernel_dir or ""})
+
+    def forward(signum, frame):
+        try:
+            # bwrap's init does not pass signals on: signal the sandbox's processes
+            process.send_signal(signal.SIGKILL if signum != signal.SIGINT else signum)
+        except ProcessLookupError:
+            pass
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+        signal.signal(signum, forward)
+    return process.wait()
+
+
+def enter(argv: list[str]) -> None:
+    """Inside bwrap (fresh kernels): lock the process down, then become ipykernel."""
+    settings = SandboxSettings.from_json(os.environ[SETTINGS_ENV])
+    kernel_dir = os.environ.get(KERNEL_DIR_ENV) or None
+    # a fresh process has nothing mapped yet that matters: give it a fixed budget
+    lock_down(settings, kernel_dir, current_address_space=address_space() + _GiB)
+    # parent_handle=1: no parent poller (bwrap ends the kernel with the launcher), no banner
+    os.execv(sys.executable, [sys.executable, "-m", "ipykernel_launcher", *argv,
+                              "--IPKernelApp.parent_handle=1"])
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["run"]:
+        return run_kernel(argv[1:])
+    if argv[:1] == ["enter"]:
+        enter(argv[1:])
+    if argv[:1] == ["check"]:
+        problem = bwrap_problem()
+        print(problem or "bubblewrap works here")
+        return 1 if problem else 0
+    print("usage: python -m lmlogits_grader.sandbox run|enter -f FILE | check", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
