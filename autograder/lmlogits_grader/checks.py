@@ -164,7 +164,8 @@ def table_problem(table: Table, k: int, hidden: bool) -> str:
     if "tokens" not in table.columns or "probabilities" not in table.columns:
         if hidden:
             return "the DataFrame needs columns 'tokens' and 'probabilities'"
-        return f"the DataFrame needs columns 'tokens' and 'probabilities', has {list(table.columns)}"
+        columns = list(table.columns)
+        return f"the DataFrame needs columns 'tokens' and 'probabilities', has {columns}"
     if table.rows != k:
         return f"expected k = {k} rows, got {table.rows}: use the `k` parameter in topk"
     if table.tokens is None or table.probabilities is None:

@@ -121,9 +121,14 @@ def autograde(
     students = list(students)
     outcome: dict[str, bool] = {}
     start = time.perf_counter()
+    from lmlogits_grader import record
+
+    root = Path(api.coursedir.root)
     for student in students:
         result = api.autograde(assignment, student, force=True, create=True)
         outcome[student] = bool(result.get("success"))
+        if outcome[student]:
+            record.mark_recorded(root, student, assignment)
         if progress:
             print_progress(outcome, student, len(students), start)
     return outcome
@@ -167,8 +172,16 @@ def cell_grades(root: Path, assignment: str = ASSIGNMENT) -> dict[str, dict[str,
     return grades
 
 
-def export_csv(root: Path, path: Path) -> Path:
-    """``nbgrader export``: one row per student, nbgrader's columns, manual grades included."""
+def export_csv(root: Path, path: Path, assignment: str = ASSIGNMENT) -> Path:
+    """``nbgrader export``: one row per student, nbgrader's columns, manual grades included,
+    plus a ``note`` column (repairs, or why a file could not be graded).
+
+    Students whose automatic scores changed in the gradebook after the grader recorded
+    them are left out, and named on stderr (see :mod:`lmlogits_grader.record`).
+    """
+    from lmlogits_grader.collect import load_notes
+    from lmlogits_grader.record import changed_behind_our_back
+
     _quiet_nbgrader()
     nbgrader = Path(sys.executable).parent / "nbgrader"
     subprocess.run(
@@ -176,6 +189,10 @@ def export_csv(root: Path, path: Path) -> Path:
         cwd=root,
         check=True,
     )
+    changed = changed_behind_our_back(root, assignment)
+    for student, why in sorted(changed.items()):
+        print(f"NOT EXPORTED {student}: {why}", file=sys.stderr)
+    add_notes(path, load_notes(root), leave_out=set(changed))
     return path
 
 
@@ -212,13 +229,34 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def add_notes(csv_path: Path, notes: dict[str, str], leave_out: set[str] = frozenset()) -> None:
+    """Add a ``note`` column to nbgrader's CSV (repairs made, or why a file was broken);
+    drop the rows of ``leave_out``."""
+    rows = [row for row in read_csv(csv_path) if row.get("student_id") not in leave_out]
+    if not rows:
+        return
+    fields = [*rows[0].keys(), "note"]
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "note": notes.get(row.get("student_id", ""), "")})
+
+
 def report(root: Path, outcome: dict[str, bool], csv_path: Path) -> int:
     """Print the grade table and where the CSV and feedback are; 1 if a student failed."""
+    from lmlogits_grader.collect import load_notes
+
     print(grade_table(cell_grades(root)))
     print(
         "\n'?' = waiting for manual grading (formgrader, or a deleted graded cell); "
         "'-' = cell missing from the gradebook."
     )
+    notes = load_notes(root)
+    if notes:
+        print("Notes:")
+        for student, note in sorted(notes.items()):
+            print(f"  {student}: {note}")
     print(f"Grades CSV: {csv_path}")
     print(f"Feedback:   {root / 'feedback'}/<student>/{ASSIGNMENT}/{ASSIGNMENT}.html")
     failed = [student for student, ok in outcome.items() if not ok]

@@ -38,6 +38,7 @@ from nbgrader.preprocessors import Execute
 from traitlets import Integer
 
 from lmlogits_grader import probe, sandbox
+from lmlogits_grader.collect import BROKEN_KEY
 from lmlogits_grader.judge import PROBES_KEY
 
 SLOT_ENV = "LMLOGITS_SANDBOX_SLOT"  # a worker's number: its kernels' user id
@@ -221,6 +222,13 @@ class SandboxedExecute(Execute):
         self._deadline = time.monotonic() + self.submission_seconds
         self._kernel_dir = None
         nb.metadata.pop(PROBES_KEY, None)
+        broken = nb.metadata.get(BROKEN_KEY)
+        if broken:  # collect could not read the file: run nothing, the judge scores 0
+            for cell in nb.cells:
+                if cell.cell_type == "code":
+                    cell.outputs = [_error_output("BrokenSubmission", f"not run: {broken}")]
+            nb.metadata[PROBES_KEY] = {"answers": {}, "lost_reason": str(broken)}
+            return nb, resources
         try:
             nb, resources = super().preprocess(nb, resources, km)
         except DeadKernelError:
@@ -264,7 +272,8 @@ class SandboxedExecute(Execute):
                 f"{self.notebook_output_bytes:,} in the notebook]"))
         if any(o.get("ename") in _TIMEOUT_ENAMES for o in cell.outputs):
             self._stop_if_unresponsive()
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id") if utils.is_grade(cell) else None
+        graded = utils.is_grade(cell)
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id") if graded else None
         if grade_id in probe.PROBED_CELLS and not self._kernel_died:
             self._run_probe(grade_id, index)
         return cell, resources

@@ -8,33 +8,20 @@ placed in ``autograder/submitted/<student_id>/013-lm-logits/`` and graded by nbg
 from __future__ import annotations
 
 import argparse
-import re
-import shutil
 import sys
 from pathlib import Path
 
+from lmlogits_grader import collect as collect_stage
 from lmlogits_grader import course, parallel
-
-_STUDENT_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def collect(folder: Path, root: Path, assignment: str = course.ASSIGNMENT) -> list[str]:
-    """Copy ``folder/<student>.ipynb`` into ``root/submitted``; return the student ids."""
-    if not folder.is_dir():
-        raise ValueError(f"`SUBMISSIONS` must be a folder of notebooks, got {str(folder)!r}")
-    students = []
-    for notebook in sorted(folder.glob("*.ipynb")):
-        student = notebook.stem
-        if not _STUDENT_ID.match(student):
-            print(f"skipped {notebook.name}: not a usable student id", file=sys.stderr)
-            continue
-        target = root / "submitted" / student / assignment
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copy(notebook, target / f"{assignment}.ipynb")
-        students.append(student)
-    if not students:
-        raise ValueError(f"no notebooks (*.ipynb) found in {str(folder)!r}")
-    return students
+    """Copy ``folder/<student>.ipynb`` into ``root/submitted``; return the student ids.
+
+    See :mod:`lmlogits_grader.collect`: names are checked, files repaired or marked
+    broken, and the reasons kept for the grade table and the CSV.
+    """
+    return collect_stage.collect(folder, root, assignment).students
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.export_only:
         if args.submissions is None:
             parser.error("give the folder of submissions (make grade SUBMISSIONS=dir)")
-        students = collect(args.submissions, root)
         course.generate(api)
+        students = collect(args.submissions, root)
         outcome = parallel.grade_in_parallel(root, students, args.workers, force=args.force)
         course.feedback(api, students)
     csv_path = course.export_csv(root, root / "grades.csv")

@@ -32,6 +32,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 
 from lmlogits_grader import checks, probe
 from lmlogits_grader.checks import Call, Reference, Table, Verdict
+from lmlogits_grader.collect import BROKEN_KEY
 
 PROBES_KEY = "lmlogits_probes"  # set by SandboxedExecute, removed here
 VERDICTS_KEY = "lmlogits_verdicts"  # what the judge decided, kept for the record check
@@ -420,6 +421,7 @@ class Judge(NbGraderPreprocessor):
         probes = probes if isinstance(probes, dict) else {}
         answers = probes.get("answers") if isinstance(probes.get("answers"), dict) else {}
         lost_reason = _text(probes.get("lost_reason"), 300) or ""
+        broken = nb.metadata.get(BROKEN_KEY)
         verdicts = {}
         for cell in nb.cells:
             if cell.cell_type != "code" or not utils.is_grade(cell):
@@ -427,7 +429,10 @@ class Judge(NbGraderPreprocessor):
             grade_id = cell.metadata.nbgrader.get("grade_id")
             if grade_id not in JUDGED_CELLS:
                 continue
-            verdict = decide(grade_id, answers.get(grade_id), nb, reference(), lost_reason)
+            if broken:
+                verdict = Verdict(False, f"this submission could not be graded: {broken}")
+            else:
+                verdict = decide(grade_id, answers.get(grade_id), nb, reference(), lost_reason)
             cell.outputs = verdict_outputs(verdict)
             verdicts[grade_id] = verdict.passed
         nb.metadata[VERDICTS_KEY] = verdicts

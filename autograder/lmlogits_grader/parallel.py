@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import hashlib
 import multiprocessing
 import os
 import shutil
@@ -35,10 +34,10 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
-from lmlogits_grader import course
+from lmlogits_grader import collect, course, record
 
-JOURNAL = ".parallel-journal"
-EXECUTED = ".parallel-executed"  # staging: executed notebooks waiting to be recorded
+JOURNAL = record.JOURNAL
+EXECUTED = record.EXECUTED
 WORKERS_DIR = ".parallel-workers"
 
 _worker_api = None
@@ -50,55 +49,9 @@ def default_workers() -> int:
     return os.cpu_count() or 1
 
 
-def _journal_path(root: Path) -> Path:
-    return root / "autograded" / JOURNAL
-
-
-def _submission_digest(root: Path, student: str, assignment: str) -> str:
-    """A fingerprint of what a grade depends on: the student's submitted files and the
-    assignment's source and config. A new submission or changed tests mean regrading."""
-    digest = hashlib.sha256()
-    folders = [
-        root / "submitted" / student / assignment,
-        root / "source" / assignment,
-    ]
-    for folder in folders:
-        for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
-            if path.is_file():
-                digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
-    digest.update((root / "nbgrader_config.py").read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def _in_gradebook(root: Path, assignment: str) -> set[str]:
-    """Students with a graded submission of ``assignment`` in the main gradebook."""
-    from nbgrader.api import Gradebook, MissingEntry
-
-    if not (root / "gradebook.db").exists():
-        return set()
-    graded = set()
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
-        for student in gradebook.students:
-            try:
-                gradebook.find_submission(assignment, student.id)
-            except MissingEntry:
-                continue
-            graded.add(student.id)
-    return graded
-
-
 def recorded_students(root: Path, assignment: str = course.ASSIGNMENT) -> set[str]:
-    """Students whose current submission is graded: in the journal with the same
-    fingerprint, and present in the gradebook."""
-    path = _journal_path(root)
-    if not path.exists():
-        return set()
-    recorded = set()
-    for line in path.read_text().splitlines():
-        student, _, digest = line.strip().partition(" ")
-        if student and digest == _submission_digest(root, student, assignment):
-            recorded.add(student)
-    return recorded & _in_gradebook(root, assignment)
+    """Students whose current submission is graded (see :mod:`lmlogits_grader.record`)."""
+    return record.recorded_students(root, assignment)
 
 
 def _worker_course(root: Path, index: int) -> Path:
@@ -172,50 +125,6 @@ def _execute_one(student: str, assignment: str) -> tuple[str, str | None]:
     return student, str(folder)
 
 
-def _record_api(root: Path):
-    """An API whose autograde records an executed notebook without running it again:
-    the course's own autograde steps (nbgrader_config.py), minus ClearOutput, Execute and
-    the Judge: the worker already executed and judged it."""
-    from nbgrader.apps import NbGraderAPI
-    from nbgrader.preprocessors import ClearOutput, Execute
-    from traitlets.config.loader import PyFileConfigLoader
-
-    from lmlogits_grader.judge import Judge
-
-    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
-    config.CourseDirectory.root = str(root)
-    config.CourseDirectory.submitted_directory = EXECUTED
-    for steps in ("sanitize_preprocessors", "autograde_preprocessors"):
-        configured = config.Autograde[steps]
-        config.Autograde[steps] = [
-            step for step in configured if not issubclass(step, (ClearOutput, Execute, Judge))
-        ]
-    return NbGraderAPI(config=config)
-
-
-def _record(record_api, root: Path, student: str, executed: Path, assignment: str) -> bool:
-    """Main process: write one executed submission's grades into the main gradebook."""
-    staging = root / EXECUTED / student / assignment
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(executed, staging)
-    timestamp = root / "submitted" / student / assignment / "timestamp.txt"
-    if timestamp.exists():
-        shutil.copy(timestamp, staging / "timestamp.txt")
-    result = record_api.autograde(assignment, student, force=True, create=True)
-    shutil.rmtree(staging, ignore_errors=True)
-    return bool(result.get("success"))
-
-
-def _mark_recorded(root: Path, student: str, assignment: str) -> None:
-    path = _journal_path(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as journal:
-        journal.write(f"{student} {_submission_digest(root, student, assignment)}\n")
-        journal.flush()
-        os.fsync(journal.fileno())
-
-
 def grade_in_parallel(
     root: Path,
     students: list[str],
@@ -250,7 +159,7 @@ def grade_in_parallel(
     if warm:
         _fetch_model_once()
     roots = [str(_worker_course(root, i)) for i in range(workers)]
-    record_api = _record_api(root)
+    record_api = record.record_api(root)
     serial_api = course.api_for(root)
     start = time.perf_counter()
 
@@ -278,13 +187,13 @@ def grade_in_parallel(
                 except Exception:  # the worker itself broke: grade this one here
                     executed = None
                 if executed is not None:
-                    ok = _record(record_api, root, student, Path(executed), assignment)
+                    ok = record.record(record_api, root, student, Path(executed), assignment)
                 else:
                     result = serial_api.autograde(assignment, student, force=True, create=True)
                     ok = bool(result.get("success"))
                 outcome[student] = ok
                 if ok:
-                    _mark_recorded(root, student, assignment)
+                    record.mark_recorded(root, student, assignment)
                 report(student)
     shutil.rmtree(root / WORKERS_DIR, ignore_errors=True)
     shutil.rmtree(root / EXECUTED, ignore_errors=True)
@@ -302,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     root = args.course.resolve()
     students = args.students or course.submitted_students(root)
     course.generate(course.api_for(root))
+    students = collect.prepare_submitted(root, students, course.ASSIGNMENT).students
     outcome = grade_in_parallel(
         root, students, args.workers, force=args.force, warm=not args.cold
     )
