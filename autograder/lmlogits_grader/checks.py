@@ -170,6 +170,8 @@ def table_problem(table: Table, k: int, hidden: bool) -> str:
         return f"expected k = {k} rows, got {table.rows}: use the `k` parameter in topk"
     if table.tokens is None or table.probabilities is None:
         return "the columns could not be read"
+    if len(table.tokens) != table.rows or len(table.probabilities) != table.rows:
+        return "the DataFrame's length does not match the length of its columns"
     return ""
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_core.utils import run_sync
+from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
@@ -230,7 +231,7 @@ class SandboxedExecute(Execute):
             nb.metadata[PROBES_KEY] = {"answers": {}, "lost_reason": str(broken)}
             return nb, resources
         try:
-            nb, resources = super().preprocess(nb, resources, km)
+            nb, resources = self._execute_notebook(nb, resources, km)
         except DeadKernelError:
             self._kernel_died = self._kernel_died or "the kernel died"
         finally:
@@ -238,6 +239,32 @@ class SandboxedExecute(Execute):
                 shutil.rmtree(self._kernel_dir, ignore_errors=True)
         nb.metadata[PROBES_KEY] = {"answers": self._answers, "lost_reason": self._kernel_died}
         return nb, resources
+
+    def _execute_notebook(self, nb, resources, km):
+        """nbconvert's ``ExecutePreprocessor.preprocess``, then the function's probes.
+
+        The probes that call ``predict_next_tokens`` on hidden inputs run after the
+        notebook's last cell, so no cell of the notebook runs after a hidden call (a
+        function that keeps its arguments has no cell left to print them in).
+        """
+        NotebookClient.__init__(self, nb, km)
+        self.reset_execution_trackers()
+        self._check_assign_resources(resources)
+        with self.setup_kernel():
+            info_msg = self.wait_for_reply(self.kc.kernel_info())
+            self.nb.metadata["language_info"] = info_msg["content"]["language_info"]
+            for index, cell in enumerate(self.nb.cells):
+                self.preprocess_cell(cell, resources, index)
+            present = {
+                cell.metadata.nbgrader.get("grade_id") for cell in self.nb.cells
+                if cell.cell_type == "code" and utils.is_grade(cell)
+            }
+            for grade_id in sorted(probe.FUNCTION_CELLS & present):
+                if self._kernel_died or time.monotonic() >= self._deadline:
+                    break
+                self._run_probe(grade_id)
+        self.set_widgets_metadata()
+        return self.nb, self.resources
 
     def _get_timeout(self, cell):
         timeout = super()._get_timeout(cell)
@@ -274,8 +301,8 @@ class SandboxedExecute(Execute):
             self._stop_if_unresponsive()
         graded = utils.is_grade(cell)
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id") if graded else None
-        if grade_id in probe.PROBED_CELLS and not self._kernel_died:
-            self._run_probe(grade_id, index)
+        if grade_id in probe.VARIABLES and not self._kernel_died:
+            self._run_probe(grade_id)
         return cell, resources
 
     # --- probes ------------------------------------------------------------------------
@@ -298,7 +325,7 @@ class SandboxedExecute(Execute):
             self.nb.cells.pop()
         return cell
 
-    def _run_probe(self, grade_id: str, index: int) -> None:
+    def _run_probe(self, grade_id: str) -> None:
         seconds = self.check_seconds
         source = probe.probe_source(grade_id, seconds, skip_calls=self._function_timed_out)
         calls = len(probe.CALLS.get(grade_id, ())) + 2 * len(probe.ISOLATED_CALLS)

@@ -42,7 +42,8 @@ VARIABLES = {
     "test_step5": ("phrase", "top_10", "most_likely_token"),
 }
 
-PROBED_CELLS = frozenset(CALLS) | frozenset(VARIABLES) | {"test_works_without_notebook_globals"}
+FUNCTION_CELLS = frozenset(CALLS) | {"test_works_without_notebook_globals"}
+PROBED_CELLS = FUNCTION_CELLS | frozenset(VARIABLES)
 
 # The kernel side. Kept small and free of grading logic: it only reads and encodes.
 _RUNTIME = r'''
