@@ -12,11 +12,12 @@ COLAB_STAMP := $(COLAB_VENV)/.installed
 # Tests never touch the network; the built-in model stands in for distilgpt2.
 TEST_ENV := HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: help venv demo grade autograde grade-export bench test lint notebooks test-colab test-pythons constraints clean
+.PHONY: help venv sandbox demo grade autograde grade-export bench test lint notebooks test-colab test-pythons constraints clean
 
 help:
 	@echo "make demo        grade a sample class end to end and print the grade table"
 	@echo "make grade SUBMISSIONS=dir [WORKERS=n]  grade a folder of <student>.ipynb (n workers)"
+	@echo "                  (NO_SANDBOX=1 where bubblewrap cannot run: then nothing is isolated)"
 	@echo "make autograde [WORKERS=n]   grade everything in autograder/submitted in parallel"
 	@echo "make grade-export            refresh autograder/grades.csv (after manual grading)"
 	@echo "make bench       serial nbgrader vs parallel grading, phase costs, memory"
@@ -28,37 +29,48 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml requirements-dev.txt constraints.txt autograder/pyproject.toml
+# The grader runs every student kernel in a bubblewrap sandbox: installed here when this
+# is a Debian/Ubuntu machine and we are root, otherwise one line says what to install.
+BWRAP_HINT := bubblewrap (bwrap) is missing: install it (Debian/Ubuntu: sudo apt-get install bubblewrap; Fedora: sudo dnf install bubblewrap), or grade with --no-sandbox
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null && apt-get install -y -qq bubblewrap >/dev/null)) \
+	    && echo "installed bubblewrap (the grading sandbox)"; \
+	  else echo "$(BWRAP_HINT)"; fi; }
+
+$(STAMP): pyproject.toml requirements-dev.txt constraints.txt autograder/pyproject.toml | sandbox
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
 		-r requirements-dev.txt -e '.[offline]' -e ./autograder
 	touch $@
 
 # nbgrader runs `alembic` from PATH when it creates a gradebook
-demo: $(STAMP)
+demo: $(STAMP) sandbox
 	PATH="$(CURDIR)/$(BIN):$$PATH" TOKENIZERS_PARALLELISM=false $(BIN)/python -m lmlogits_grader.demo
 
-grade: $(STAMP)
+grade: $(STAMP) sandbox
 	$(if $(SUBMISSIONS),,$(error give the folder of notebooks: make grade SUBMISSIONS=path/to/folder))
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m lmlogits_grader.grade_folder "$(SUBMISSIONS)" \
-		$(if $(WORKERS),--workers $(WORKERS))
+		$(if $(WORKERS),--workers $(WORKERS)) $(if $(NO_SANDBOX),--no-sandbox)
 
 # grade what is already in autograder/submitted (e.g. after `nbgrader zip_collect`)
-autograde: $(STAMP)
+autograde: $(STAMP) sandbox
 	$(if $(SUBMISSIONS),,$(error give the folder of notebooks: make grade SUBMISSIONS=path/to/folder))
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m lmlogits_grader.parallel --course autograder \
-		$(if $(WORKERS),--workers $(WORKERS))
+		$(if $(WORKERS),--workers $(WORKERS)) $(if $(NO_SANDBOX),--no-sandbox)
 
 grade-export: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m lmlogits_grader.grade_folder --export-only
 
-bench: $(STAMP)
+bench: $(STAMP) sandbox
 	$(TEST_ENV) LMLOGITS_MODEL=tiny $(BIN)/python benchmarks/bench_autograde.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: lint
+test: lint sandbox
 	$(TEST_ENV) $(BIN)/python -m pytest
 
 notebooks: $(STAMP)

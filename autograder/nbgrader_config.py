@@ -125,3 +125,4 @@ c.SanitizeHTML.tags = [
 c.SanitizeHTML.attributes = {"a": ["href", "title"], "*": ["class"], "td": ["align"],
                              "th": ["align"]}
 c.SanitizeHTML.strip = True
+c.SanitizeHTML.enabled = True  # nbconvert leaves it off unless asked

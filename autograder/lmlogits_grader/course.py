@@ -121,8 +121,9 @@ def autograde(
     students = list(students)
     outcome: dict[str, bool] = {}
     start = time.perf_counter()
-    from lmlogits_grader import record
+    from lmlogits_grader import record, sandbox
 
+    sandbox.require()
     root = Path(api.coursedir.root)
     for student in students:
         result = api.autograde(assignment, student, force=True, create=True)

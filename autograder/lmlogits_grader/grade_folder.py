@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from lmlogits_grader import collect as collect_stage
-from lmlogits_grader import course, parallel
+from lmlogits_grader import course, parallel, sandbox
 
 
 def collect(folder: Path, root: Path, assignment: str = course.ASSIGNMENT) -> list[str]:
@@ -32,7 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=parallel.default_workers(),
                         help="parallel workers (default: the number of cores)")
     parser.add_argument("--force", action="store_true", help="regrade students already graded")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="run student code unsandboxed (where bubblewrap cannot run)")
     args = parser.parse_args(argv)
+    if args.no_sandbox:
+        sandbox.disable()
+        print(sandbox.UNSANDBOXED_WARNING)
     root = args.course.resolve()
     api = course.api_for(root)
     outcome: dict[str, bool] = {}
@@ -44,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         outcome = parallel.grade_in_parallel(root, students, args.workers, force=args.force)
         course.feedback(api, students)
     csv_path = course.export_csv(root, root / "grades.csv")
-    return course.report(root, outcome, csv_path)
+    status = course.report(root, outcome, csv_path)
+    if args.no_sandbox:
+        print(sandbox.UNSANDBOXED_WARNING)
+    return status
 
 if __name__ == "__main__":
     sys.exit(main())

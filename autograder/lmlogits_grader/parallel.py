@@ -30,11 +30,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
-from lmlogits_grader import collect, course, record
+from lmlogits_grader import collect, course, record, sandbox
 
 JOURNAL = record.JOURNAL
 EXECUTED = record.EXECUTED
@@ -103,8 +104,22 @@ def _stop_zygote(base: Path) -> None:
     shutil.rmtree(base, ignore_errors=True)
 
 
+def _exit_with_parent() -> None:
+    """A worker whose grading run died (killed, crashed) stops too, and with it its
+    zygote and kernels (bubblewrap's --die-with-parent)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _init_pool_process(free_roots, warm: bool) -> None:
     # each pool process claims one worker folder (and slot number) of its own
+    _exit_with_parent()
     slot, worker_root = free_roots.get()
     _init_worker(worker_root, warm, slot)
 
@@ -150,6 +165,7 @@ def grade_in_parallel(
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"`workers` must be a positive integer, got {workers!r}")
     root = Path(root).resolve()
+    sandbox.require()
     done = set() if force else recorded_students(root, assignment)
     todo = [s for s in students if s not in done]
     outcome: dict[str, bool] = {}
@@ -207,7 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--course", type=Path, default=course.COURSE)
     parser.add_argument("--force", action="store_true", help="regrade students already done")
     parser.add_argument("--cold", action="store_true", help="fresh kernels, no warm zygote")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="run student code unsandboxed (where bubblewrap cannot run)")
     args = parser.parse_args(argv)
+    if args.no_sandbox:
+        sandbox.disable()
+        print(sandbox.UNSANDBOXED_WARNING)
     root = args.course.resolve()
     students = args.students or course.submitted_students(root)
     course.generate(course.api_for(root))
@@ -217,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     failed = [s for s, ok in outcome.items() if not ok]
     print(f"graded {len(outcome)} submissions, {len(failed)} failed", file=sys.stderr)
+    if args.no_sandbox:
+        print(sandbox.UNSANDBOXED_WARNING)
     return 1 if failed else 0
 
 

@@ -108,6 +108,28 @@ def bwrap_problem() -> str:
     return ""
 
 
+class SandboxUnavailable(RuntimeError):
+    """Grading was asked to sandbox student code, and this machine cannot."""
+
+
+def require() -> None:
+    """Refuse to grade unsandboxed unless the instructor said so (``--no-sandbox``)."""
+    if sandbox_mode() == "off":
+        return
+    problem = bwrap_problem()
+    if problem:
+        raise SandboxUnavailable(
+            f"cannot run student code in a sandbox here: {problem}. Grading unsandboxed "
+            "lets student code read and change the course, the gradebook and other "
+            "submissions; to do it anyway, pass --no-sandbox (make grade NO_SANDBOX=1)."
+        )
+
+
+def disable(reason: str = "--no-sandbox") -> None:
+    """Grade without the sandbox in this process and the ones it starts."""
+    os.environ[MODE_ENV] = "off"
+
+
 def _namespace_flags() -> list[str]:
     flags = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
              "--unshare-cgroup-try"]
@@ -247,8 +269,18 @@ def address_space() -> int:
 
 def isolate_forked_kernel(settings: SandboxSettings) -> None:
     """In a child forked from the warm zygote: a PID namespace, mount namespace and /tmp
-    of its own. Returns in the kernel process (PID 1 of the new namespace); the process
-    that called it becomes a relay that forwards signals and exits with the kernel."""
+    of its own. Returns in the kernel process; the calling process becomes a relay and
+    an init process is put between them (see below). Neither ever returns.
+
+    Three processes::
+
+        relay (zygote's namespace) -> init (PID 1 of the new one) -> kernel (PID 2)
+
+    The relay forwards interrupts and stops; the init reaps, forwards interrupts to the
+    kernel and exits when the relay goes away (an init must *handle* its parent-death
+    signal: unhandled signals do not reach a PID namespace's init). When the init exits,
+    the kernel and every process it started are killed.
+    """
     libc = _libc()
     if os.geteuid() == 0:
         _check(libc.unshare(_CLONE_NEWNS | _CLONE_NEWPID), "unshare")
@@ -263,21 +295,50 @@ def isolate_forked_kernel(settings: SandboxSettings) -> None:
     size = settings.limits.tmp_bytes
     _mount("tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size},mode=1777")
     _mount("tmpfs", "/dev/shm", "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={16 * _MiB},mode=1777")
-    kernel = os.fork()
-    if kernel == 0:
-        # PID 1 of its namespace: when it exits, every process it started is killed
+    init = os.fork()
+    if init == 0:
+        _check(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0), "prctl(PDEATHSIG)")
         _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None)
-        return
-    _relay(kernel)
+        kernel = os.fork()
+        if kernel == 0:
+            return
+        _init(kernel)
+    _check(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
+    _relay(init)
 
 
-def _relay(kernel: int) -> None:
-    """Forward interrupts and terminations to the kernel; exit with its status."""
+def _init(kernel: int) -> None:
+    """PID 1 of a warm kernel's namespace: reap, pass interrupts on, end with the kernel."""
+
+    def interrupt(signum, frame):
+        try:
+            os.kill(kernel, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+
+    def stop(signum, frame):
+        os._exit(1)
+
+    signal.signal(signal.SIGINT, interrupt)
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(signum, stop)
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            os._exit(1)
+        if pid == kernel:
+            os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+
+
+def _relay(init: int) -> None:
+    """Forward interrupts to the init, stop it on any other signal; exit with its status."""
 
     def forward(signum, frame):
-        # a PID-1 process only gets the signals it handles; SIGTERM means stop, so kill
         try:
-            os.kill(kernel, signal.SIGINT if signum == signal.SIGINT else signal.SIGKILL)
+            os.kill(init, signal.SIGINT if signum == signal.SIGINT else signal.SIGKILL)
         except ProcessLookupError:
             pass
 
@@ -285,7 +346,7 @@ def _relay(kernel: int) -> None:
         signal.signal(signum, forward)
     while True:
         try:
-            _, status = os.waitpid(kernel, 0)
+            _, status = os.waitpid(init, 0)
             break
         except InterruptedError:
             continue
@@ -310,24 +371,55 @@ def close_inherited_files(keep: tuple[int, ...] = (0, 1, 2)) -> None:
 
 
 def run_kernel(argv: list[str]) -> int:
-    """What jupyter_client starts for a fresh sandboxed kernel: bwrap around ipykernel."""
+    """What jupyter_client starts for a fresh sandboxed kernel: bwrap around ipykernel.
+
+    bwrap's own init is PID 1 of the sandbox: when the kernel exits, or this launcher or
+    bwrap is killed, every process in the sandbox is killed. Interrupts are passed to
+    the kernel (the init's child); any other signal to this launcher stops the sandbox.
+    """
     settings = SandboxSettings.from_json(os.environ[SETTINGS_ENV])
     kernel_dir = os.environ.get(KERNEL_DIR_ENV)
     inner = [sys.executable, "-m", "lmlogits_grader.sandbox", "enter", *argv]
+    read_info, write_info = os.pipe()
     command = bwrap_command(settings, kernel_dir, inner)
-    process = subprocess.Popen(command, env={SETTINGS_ENV: settings.to_json(),
-                                             KERNEL_DIR_ENV: kernel_dir or ""})
+    command[1:1] = ["--info-fd", str(write_info)]
+    process = subprocess.Popen(command, pass_fds=(write_info,), env={})
+    os.close(write_info)
+    with os.fdopen(read_info) as info:
+        try:
+            init = int(json.loads(info.read() or "{}").get("child-pid", 0))
+        except ValueError:
+            init = 0
 
     def forward(signum, frame):
-        try:
-            # bwrap's init does not pass signals on: signal the sandbox's processes
-            process.send_signal(signal.SIGKILL if signum != signal.SIGINT else signum)
-        except ProcessLookupError:
-            pass
+        if signum == signal.SIGINT:
+            for kernel in _children(init):
+                try:
+                    os.kill(kernel, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+            return
+        for pid in (init, process.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
         signal.signal(signum, forward)
-    return process.wait()
+    while True:
+        try:
+            return process.wait()
+        except InterruptedError:
+            continue
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(p) for p in handle.read().split()]
+    except (OSError, ValueError):
+        return []
 
 
 def enter(argv: list[str]) -> None:

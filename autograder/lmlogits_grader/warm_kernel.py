@@ -144,9 +144,9 @@ def serve(socket_path: str) -> None:
                     if line.isdigit() and int(line) == signal.SIGINT:
                         _signal(pid, signal.SIGINT)
                     elif line.isdigit():
-                        _signal(pid, signal.SIGKILL)
+                        _signal(pid, signal.SIGTERM)  # the relay stops its namespace
                 if not data:
-                    _signal(pid, signal.SIGKILL)
+                    _signal(pid, signal.SIGTERM)
                     selector.unregister(key.fileobj)
         while children:
             try:
@@ -167,7 +167,7 @@ def serve(socket_path: str) -> None:
                     pass
                 connection.close()
     for pid in children:
-        _signal(pid, signal.SIGKILL)
+        _signal(pid, signal.SIGTERM)
 
 
 def _signal(pid: int, signum: int) -> None:

@@ -1,0 +1,275 @@
+"""Red team: every attack in tests/attacks.py graded in one class, with warm kernels and
+again with fresh kernels, next to honest submissions.
+
+Each attack must get exactly its fair score (written by hand in attacks.py), reach
+nothing (no ``LEAK:`` line anywhere), and leave nothing behind: the honest students'
+grades equal their grades in a class without attacks, the grader's files, the
+environment and the model are unchanged, the gradebook holds what the grader recorded,
+and no process started by a submission is alive afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import attacks
+import nbformat
+import pytest
+
+from lmlogits_grader import collect, course, parallel, record, sandbox, submissions
+from lmlogits_grader.checks import HIDDEN_PHRASES
+
+pytestmark = pytest.mark.autograde
+
+if sandbox.bwrap_problem():  # CI installs bubblewrap (make venv): it must not skip there
+    pytest.skip(f"no sandbox on this machine: {sandbox.bwrap_problem()}",
+                allow_module_level=True)
+
+HONEST = {
+    "honest-correct": "correct",
+    "honest-alternative": "alternative",
+    "honest-off-by-one": "off_by_one",
+    "honest-global-phrase": "global_phrase",
+    "honest-logits": "returns_logits",
+    "honest-ignores-k": "ignores_k",
+}
+AUTO_CELLS = [
+    "test_step1", "test_step2", "test_step3", "test_step4", "test_step5",
+    "test_returns_k_rows", "test_matches_reference", "test_returns_probabilities",
+    "test_no_global_vars", "test_works_without_notebook_globals",
+]
+KERNEL_UIDS = range(61000, 61100)
+
+
+def _scores(cells) -> tuple:
+    """(steps 1-5, k_rows, matches_reference, probabilities, globals, without_globals)"""
+    steps = sum(cells[c].score for c in AUTO_CELLS[:5])
+    return (steps, *(cells[c].score for c in AUTO_CELLS[5:]))
+
+
+def _snapshot(paths: list[Path]) -> dict[str, tuple]:
+    """Every file under ``paths`` (caches excluded): size, mtime, and content hash of
+    small files, so that any write shows."""
+    seen = {}
+    for top in paths:
+        for folder, subdirs, files in os.walk(top):
+            subdirs[:] = [d for d in subdirs if d != "__pycache__"]
+            for name in files:
+                path = Path(folder) / name
+                try:
+                    info = path.lstat()
+                except OSError:
+                    continue
+                digest = ""
+                if info.st_size < 2_000_000 and path.is_file():
+                    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                seen[str(path)] = (info.st_size, info.st_mtime_ns, digest)
+    return seen
+
+
+def _protected_paths() -> list[Path]:
+    import lmlogits
+    import lmlogits_grader
+    from lmlogits_grader.execute import current_settings
+
+    model = Path(current_settings().env["LMLOGITS_MODEL"])
+    return [
+        Path(lmlogits_grader.__file__).parent,
+        Path(lmlogits.__file__).parent,
+        Path(lmlogits.resolve_model()).resolve(),
+        model,
+        Path(sys.prefix),
+        Path(os.path.realpath(sys.base_prefix)) / "lib",
+        Path.home() / ".ipython",
+    ]
+
+
+def _sandbox_processes() -> list[str]:
+    """Processes that run as a kernel user, or call themselves like an attack."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            uid = entry.stat().st_uid
+            name = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        if uid in KERNEL_UIDS or name == attacks.PROCESS_NAME:
+            found.append(f"{entry.name} {name} uid={uid}")
+    return found
+
+
+def _leftover_processes(wait: float = 10.0) -> list[str]:
+    deadline = time.monotonic() + wait
+    while (found := _sandbox_processes()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return found
+
+
+def _texts(root: Path, student: str) -> tuple[str, str]:
+    autograded = root / "autograded" / student / course.ASSIGNMENT / f"{course.ASSIGNMENT}.ipynb"
+    feedback = root / "feedback" / student / course.ASSIGNMENT / f"{course.ASSIGNMENT}.html"
+    return autograded.read_text(errors="replace"), feedback.read_text(errors="replace")
+
+
+@dataclass
+class Batch:
+    root: Path
+    outcome: dict
+    grades: dict
+    protected_before: dict
+    protected_after: dict
+    course_before: dict
+    course_after: dict
+    leftovers: list
+
+
+def _grade_class(root: Path, notebooks: dict, warm: bool, workers: int = 2) -> tuple:
+    course.new_course(root)
+    api = course.api_for(root)
+    course.generate(api)
+    download = root.parent / f"{root.name}-download"
+    download.mkdir()
+    for student, nb in notebooks.items():
+        nbformat.write(nb, download / f"{student}.ipynb")
+    students = collect.collect(download, root, course.ASSIGNMENT).students
+    before = _snapshot([root / "source", root / "release", root / "submitted"])
+    outcome = parallel.grade_in_parallel(root, students, workers=workers, progress=False,
+                                         warm=warm)
+    course.feedback(api, students)
+    after = _snapshot([root / "source", root / "release", root / "submitted"])
+    return api, outcome, before, after
+
+
+def _honest_notebooks() -> dict:
+    return {student: submissions.make_submission(kind) for student, kind in HONEST.items()}
+
+
+@pytest.fixture(scope="module")
+def control(tmp_path_factory):
+    """The honest submissions graded on their own."""
+    root = tmp_path_factory.mktemp("control") / "course"
+    _, outcome, _, _ = _grade_class(root, _honest_notebooks(), warm=True)
+    assert all(outcome.values())
+    return course.cell_grades(root)
+
+
+@pytest.fixture(scope="module", params=["warm", "fresh"])
+def batch(request, tmp_path_factory):
+    """Every attack and the honest submissions, graded in one class."""
+    root = tmp_path_factory.mktemp(f"redteam-{request.param}") / "course"
+    root.mkdir(parents=True)
+    notebooks = {name: attacks.build(name, str(root)) for name in attacks.ATTACKS}
+    notebooks.update(_honest_notebooks())
+    protected = _protected_paths()
+    protected_before = _snapshot(protected)
+    _, outcome, course_before, course_after = _grade_class(
+        root, notebooks, warm=request.param == "warm")
+    return Batch(
+        root=root, outcome=outcome, grades=course.cell_grades(root),
+        protected_before=protected_before, protected_after=_snapshot(protected),
+        course_before=course_before, course_after=course_after,
+        leftovers=_leftover_processes(),
+    )
+
+
+def test_there_are_at_least_40_attacks():
+    assert len(attacks.ATTACKS) >= 40
+
+
+def test_every_submission_is_graded_and_recorded(batch):
+    assert batch.outcome == dict.fromkeys([*attacks.ATTACKS, *HONEST], True)
+    assert set(batch.grades) == set(batch.outcome)
+
+
+@pytest.mark.parametrize("name", list(attacks.ATTACKS))
+def test_each_attack_gets_its_fair_score(batch, name):
+    assert _scores(batch.grades[name]) == attacks.ATTACKS[name][1], attacks.ATTACKS[name][2]
+
+
+def test_no_attack_reaches_anything(batch):
+    for student in attacks.ATTACKS:
+        notebook, feedback = _texts(batch.root, student)
+        assert attacks.LEAK not in notebook, student
+        assert attacks.LEAK not in feedback, student
+
+
+def test_honest_grades_equal_a_class_without_attacks(batch, control):
+    for student in HONEST:
+        assert batch.grades[student] == control[student], student
+
+
+def test_grader_files_environment_and_model_are_unchanged(batch):
+    changed = [
+        path for path in set(batch.protected_before) | set(batch.protected_after)
+        if batch.protected_before.get(path) != batch.protected_after.get(path)
+    ]
+    assert changed == []
+    assert not list((Path.home() / ".ipython").rglob("00-evil.py"))
+
+
+def test_the_course_files_are_unchanged_by_grading(batch):
+    assert batch.course_before == batch.course_after
+
+
+def test_the_gradebook_holds_what_the_grader_recorded(batch):
+    assert record.changed_behind_our_back(batch.root, course.ASSIGNMENT) == {}
+
+
+def test_no_process_outlives_the_batch(batch):
+    assert batch.leftovers == []
+
+
+def test_hidden_inputs_never_reach_feedback(batch):
+    secrets = [*HIDDEN_PHRASES[1:], *(p.replace(" ", "_") for p in HIDDEN_PHRASES[1:])]
+    for student in attacks.ATTACKS:
+        notebook, feedback = _texts(batch.root, student)
+        for secret in secrets:
+            assert secret not in feedback, (student, secret)
+            assert secret not in notebook, (student, secret)
+
+
+def test_outputs_are_capped_with_a_note(batch):
+    for student in ("prints_50_megabytes", "displays_50_megabytes"):
+        notebook, feedback = _texts(batch.root, student)
+        assert len(notebook) < 6_000_000 and len(feedback) < 8_000_000, student
+        assert "[output cut:" in notebook, student
+
+
+_SCRIPTED = [
+    re.compile(r"<script[^>]*>[^<]*(pwned|alert)"),
+    re.compile(r"onerror\s*=", re.I),
+    re.compile(r"<iframe", re.I),
+    re.compile(r"javascript:alert", re.I),
+    re.compile(r"<svg", re.I),
+]
+
+
+def test_no_student_script_in_any_page(batch):
+    for student in ("scripts_in_html", "script_in_markdown_answer"):
+        notebook, feedback = _texts(batch.root, student)
+        for pattern in _SCRIPTED:
+            # the autograded notebook is what formgrader shows the instructor
+            assert not pattern.search(feedback), (student, pattern.pattern)
+            assert not pattern.search(notebook), (student, pattern.pattern)
+        assert "<b>bold</b>" in notebook or student != "scripts_in_html"
+
+
+@pytest.mark.parametrize("warm", [True, False], ids=["warm-kernels", "fresh-kernels"])
+def test_files_left_behind_do_not_reach_the_next_submission(tmp_path, warm):
+    root = tmp_path / "course"
+    root.mkdir()
+    notebooks = {"a-leaves": attacks.build("leaves_files", str(root)),
+                 "b-finds": attacks.build("finds_left_files", str(root))}
+    _, outcome, _, _ = _grade_class(root, notebooks, warm=warm, workers=1)
+    assert all(outcome.values())
+    notebook, _ = _texts(root, "b-finds")
+    assert attacks.LEAK not in notebook
+    assert _leftover_processes() == []
