@@ -11,6 +11,7 @@ and no process started by a submission is alive afterwards.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import sys
@@ -114,9 +115,14 @@ def _leftover_processes(wait: float = 10.0) -> list[str]:
 
 
 def _texts(root: Path, student: str) -> tuple[str, str]:
+    """What the autograded notebook shows (outputs, markdown; formgrader renders these)
+    beside the student's code, and the feedback page."""
     autograded = root / "autograded" / student / course.ASSIGNMENT / f"{course.ASSIGNMENT}.ipynb"
     feedback = root / "feedback" / student / course.ASSIGNMENT / f"{course.ASSIGNMENT}.html"
-    return autograded.read_text(errors="replace"), feedback.read_text(errors="replace")
+    nb = nbformat.read(autograded, as_version=4)
+    shown = [json.dumps(cell.get("outputs", [])) if cell.cell_type == "code" else cell.source
+             for cell in nb.cells]
+    return "\n".join(shown), feedback.read_text(errors="replace")
 
 
 @dataclass
@@ -131,7 +137,28 @@ class Batch:
     leftovers: list
 
 
-def _grade_class(root: Path, notebooks: dict, warm: bool, workers: int = 2) -> tuple:
+# Honest but broken files, as they come out of a class's download: (bytes, fair scores)
+def _broken_files() -> dict[str, tuple[bytes, tuple]]:
+    good = nbformat.writes(submissions.make_submission("correct"))
+    zero = (0, 0, 0, 0, 0, 0)
+    return {
+        "broken-invalid-json.ipynb": (good[: len(good) // 2].encode(), zero),
+        "broken-empty.ipynb": (b"", zero),
+        "broken-not-a-notebook.ipynb": (b'{"cells": "none", "hello": 1}', zero),
+        "broken-binary.ipynb": (bytes(range(256)) * 4, zero),
+        # repaired, then graded as what they are
+        "repaired-stray-byte.ipynb": (
+            good.replace("Batch of 1", "Batch \u00e9 of 1").encode().replace(
+                "\u00e9".encode(), b"\xff"), attacks.CORRECT),
+        "repaired-lone-surrogate.ipynb": (
+            good.replace("Batch of 1", "Batch \\udcff of 1").encode(), attacks.CORRECT),
+        "UPPER-CASE.IPYNB": (good.encode(), attacks.CORRECT),
+        "..ipynb": (good.encode(), None),  # not a student id: skipped, nothing written
+    }
+
+
+def _grade_class(root: Path, notebooks: dict, warm: bool, workers: int = 2,
+                 files: dict[str, bytes] | None = None) -> tuple:
     course.new_course(root)
     api = course.api_for(root)
     course.generate(api)
@@ -139,6 +166,8 @@ def _grade_class(root: Path, notebooks: dict, warm: bool, workers: int = 2) -> t
     download.mkdir()
     for student, nb in notebooks.items():
         nbformat.write(nb, download / f"{student}.ipynb")
+    for name, data in (files or {}).items():
+        (download / name).write_bytes(data)
     students = collect.collect(download, root, course.ASSIGNMENT).students
     before = _snapshot([root / "source", root / "release", root / "submitted"])
     outcome = parallel.grade_in_parallel(root, students, workers=workers, progress=False,
@@ -170,8 +199,9 @@ def batch(request, tmp_path_factory):
     notebooks.update(_honest_notebooks())
     protected = _protected_paths()
     protected_before = _snapshot(protected)
+    files = {name: data for name, (data, _) in _broken_files().items()}
     _, outcome, course_before, course_after = _grade_class(
-        root, notebooks, warm=request.param == "warm")
+        root, notebooks, warm=request.param == "warm", files=files)
     return Batch(
         root=root, outcome=outcome, grades=course.cell_grades(root),
         protected_before=protected_before, protected_after=_snapshot(protected),
@@ -184,9 +214,33 @@ def test_there_are_at_least_40_attacks():
     assert len(attacks.ATTACKS) >= 40
 
 
+def _file_students() -> dict[str, tuple]:
+    return {name.rsplit(".", 1)[0]: fair for name, (_, fair) in _broken_files().items()
+            if fair is not None}
+
+
 def test_every_submission_is_graded_and_recorded(batch):
-    assert batch.outcome == dict.fromkeys([*attacks.ATTACKS, *HONEST], True)
+    everyone = [*attacks.ATTACKS, *HONEST, *_file_students()]
+    assert batch.outcome == dict.fromkeys(everyone, True)
     assert set(batch.grades) == set(batch.outcome)
+    assert sorted(p.name for p in (batch.root / "submitted").iterdir()) == sorted(everyone)
+
+
+@pytest.mark.parametrize("student", list(_file_students()))
+def test_each_broken_file_gets_a_deliberate_score(batch, student):
+    assert _scores(batch.grades[student]) == _file_students()[student]
+
+
+def test_broken_files_are_explained_in_the_csv_and_the_feedback(batch):
+    rows = {r["student_id"]: r for r in course.read_csv(
+        course.export_csv(batch.root, batch.root / "grades.csv"))}
+    assert rows["broken-empty"]["note"] == "the file is empty"
+    assert rows["broken-invalid-json"]["note"].startswith("not a notebook: the file is not")
+    assert rows["repaired-stray-byte"]["note"] == "bytes that are not UTF-8 replaced"
+    assert float(rows["UPPER-CASE"]["score"]) == 17
+    assert ".." not in rows
+    _, feedback = _texts(batch.root, "broken-not-a-notebook")
+    assert "could not be graded" in feedback and "no list of cells" in feedback
 
 
 @pytest.mark.parametrize("name", list(attacks.ATTACKS))
@@ -239,7 +293,9 @@ def test_hidden_inputs_never_reach_feedback(batch):
 def test_outputs_are_capped_with_a_note(batch):
     for student in ("prints_50_megabytes", "displays_50_megabytes"):
         notebook, feedback = _texts(batch.root, student)
-        assert len(notebook) < 6_000_000 and len(feedback) < 8_000_000, student
+        path = batch.root / "autograded" / student / course.ASSIGNMENT
+        assert (path / f"{course.ASSIGNMENT}.ipynb").stat().st_size < 6_000_000, student
+        assert len(feedback) < 8_000_000, student
         assert "[output cut:" in notebook, student
 
 
