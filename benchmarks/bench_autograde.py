@@ -3,13 +3,16 @@
 Prints three tables, every figure measured in this one run on this machine:
 
 1. throughput on a synthetic class (mixed correct and broken submissions, built-in
-   offline model): plain serial ``nbgrader autograde`` vs parallel grading with 1, 2
-   and N workers (warm kernels), and N workers with fresh kernels; grades compared
+   offline model): plain serial ``nbgrader autograde`` (the course's config: sandboxed
+   fresh kernels, the judge) vs parallel grading with 1 and 2 warm workers, 2 warm
+   workers without the sandbox, and N workers with fresh kernels; grades compared
    with the serial run's;
-2. one submission's cost, phase by phase (kernel start, imports, model load, student
-   cells, test cells, gradebook write), with a fresh kernel and with a warm one, against
-   the floor: a bare Python process that imports torch and transformers, loads the same
-   model and runs one forward pass;
+2. one submission's cost, phase by phase (kernel start, the notebook's cells, the
+   grader's probes, kernel shutdown, the judge, the gradebook write), taken from the
+   runs above, against the floor: a bare Python process that imports torch and
+   transformers, loads the same model and runs one forward pass; then the sandbox's
+   cost per submission (sandboxed vs unsandboxed warm workers) and the cost of
+   verdicts outside the kernel (probes + judge);
 3. peak memory (resident set size) per worker and in total.
 
 Usage: ``make bench`` or ``python benchmarks/bench_autograde.py [--students 24]``.
@@ -18,6 +21,7 @@ Usage: ``make bench`` or ``python benchmarks/bench_autograde.py [--students 24]`
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -31,10 +35,16 @@ os.environ.setdefault("LMLOGITS_MODEL", "tiny")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import nbformat  # noqa: E402
 import psutil  # noqa: E402
 
-from lmlogits_grader import course, parallel, submissions  # noqa: E402
+from lmlogits_grader import (  # noqa: E402
+    course,
+    execute,
+    parallel,
+    record,
+    sandbox,
+    submissions,
+)
 
 # every kind of submission but the endless loop, whose cost is the timeout chosen
 KINDS = [kind for kind in submissions.KINDS if kind != "infinite_loop"]
@@ -132,49 +142,24 @@ def floor_seconds(model_folder: str) -> float:
     return time.perf_counter() - start
 
 
-def phase_costs(executed: Path, kernel_name: str, cwd: Path) -> dict[str, float]:
-    """Run an autograded notebook cell by cell and time each phase."""
-    from nbclient import NotebookClient
-
-    nb = nbformat.read(executed, as_version=4)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs = []
-    client = NotebookClient(nb, timeout=120, kernel_name=kernel_name,
-                            resources={"metadata": {"path": str(cwd)}})
-    phases = dict.fromkeys(["kernel start", "imports", "model load", "student cells",
-                            "test cells"], 0.0)
-    start = time.perf_counter()
-    with client.setup_kernel():
-        phases["kernel start"] = time.perf_counter() - start
-        for index, cell in enumerate(nb.cells):
-            if cell.cell_type != "code":
-                continue
-            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "")
-            began = time.perf_counter()
-            client.execute_cell(cell, index)
-            spent = time.perf_counter() - began
-            if grade_id == "setup":
-                phases["imports"] += spent
-            elif grade_id == "load_model":
-                phases["model load"] += spent
-            elif cell.metadata.get("nbgrader", {}).get("grade"):
-                phases["test cells"] += spent
-            else:
-                phases["student cells"] += spent
-    phases["kernel shutdown"] = time.perf_counter() - start - sum(phases.values())
-    return phases
-
-
 def gradebook_write_seconds(root: Path, student: str) -> float:
     """Record one already-executed submission into the gradebook (no execution)."""
-    api = parallel._record_api(root)
+    api = record.record_api(root)
     executed = root / "autograded" / student / course.ASSIGNMENT
     copy = Path(tempfile.mkdtemp()) / course.ASSIGNMENT
     shutil.copytree(executed, copy)
     start = time.perf_counter()
-    parallel._record(api, root, student, copy, course.ASSIGNMENT)
+    record.record(api, root, student, copy, course.ASSIGNMENT)
     return time.perf_counter() - start
+
+
+def mean_phases(path: Path) -> dict[str, float]:
+    """Mean seconds per submission of each phase in a timings file (see execute.py)."""
+    totals: dict[str, list[float]] = {}
+    for line in path.read_text().splitlines() if path.exists() else []:
+        for phase, seconds in json.loads(line).items():
+            totals.setdefault(phase, []).append(seconds)
+    return {phase: sum(v) / len(v) for phase, v in totals.items()}
 
 
 def mb(value: int) -> str:
@@ -194,66 +179,78 @@ def main() -> int:
           f"model {os.environ['LMLOGITS_MODEL']}, class of {len(students)} "
           f"({sum(k == 'correct' for k in students.values())} correct, the rest broken)")
 
+    def timed(name: str, run):
+        """Run with a timings file of its own; return the run's result and its phases."""
+        path = base / f"{name}.timings"
+        os.environ[execute.TIMINGS_ENV] = str(path)
+        try:
+            return run(), mean_phases(path)
+        finally:
+            del os.environ[execute.TIMINGS_ENV]
+
     serial_root = new_graded_course(base, "serial", students)
-    serial_seconds, serial_memory = run_serial(serial_root)
+    (serial_seconds, serial_memory), serial_phases = timed(
+        "serial", lambda: run_serial(serial_root))
     reference = course.cell_grades(serial_root)
 
     runs = [("plain nbgrader autograde (serial)", serial_seconds, serial_memory, True)]
-    settings = [(1, True), (2, True), (args.workers, True), (args.workers, False)]
-    seen = set()
-    for workers, warm in settings:
-        if (workers, warm) in seen:
-            continue
-        seen.add((workers, warm))
-        root = new_graded_course(base, f"w{workers}-{warm}", students)
-        seconds, memory = run_parallel(root, names, workers, warm)
+    phases = {"serial, fresh kernels": serial_phases}
+    settings = [(1, True, True), (2, True, True), (2, True, False), (args.workers, False, True)]
+    wall = {}
+    for workers, warm, sandboxed in dict.fromkeys(settings):
+        name = f"w{workers}-{'warm' if warm else 'fresh'}-{'sandbox' if sandboxed else 'none'}"
+        root = new_graded_course(base, name, students)
+        if not sandboxed:
+            sandbox.disable()
+        try:
+            (seconds, memory), run_phases = timed(
+                name, lambda root=root, w=workers, warm=warm: run_parallel(root, names, w, warm))
+        finally:
+            os.environ.pop(sandbox.MODE_ENV, None)
         label = f"parallel, {workers} worker{'s' * (workers > 1)}, " + (
-            "warm kernels" if warm else "fresh kernels")
+            "warm kernels" if warm else "fresh kernels") + ("" if sandboxed else ", NO sandbox")
         runs.append((label, seconds, memory, course.cell_grades(root) == reference))
+        phases[label.replace("parallel, ", "")] = run_phases
+        wall[(workers, warm, sandboxed)] = seconds
 
     print("\n1. Throughput")
-    print(f"{'run':<44} {'seconds':>8} {'subm/min':>9} {'vs serial':>10} {'grades':>10}")
+    print(f"{'run':<52} {'seconds':>8} {'subm/min':>9} {'vs serial':>10} {'grades':>10}")
     for label, seconds, _, same in runs:
-        print(f"{label:<44} {seconds:>8.1f} {len(names) / seconds * 60:>9.1f} "
+        print(f"{label:<52} {seconds:>8.1f} {len(names) / seconds * 60:>9.1f} "
               f"{serial_seconds / seconds:>9.2f}x {'identical' if same else 'DIFFER':>10}")
 
-    # 2. one correct submission, phase by phase
     student = next(s for s, k in students.items() if k == "correct")
-    executed = serial_root / "autograded" / student / course.ASSIGNMENT / (
-        f"{course.ASSIGNMENT}.ipynb")
+    write = gradebook_write_seconds(serial_root, student)
     from lmlogits import resolve_model
-    from lmlogits_grader import warm_kernel
 
     floor = floor_seconds(resolve_model())
-    cold = phase_costs(executed, "python3", executed.parent)
-    socket_dir = Path(tempfile.mkdtemp(prefix="lmlogits-"))
-    zygote = warm_kernel.start_zygote(socket_dir / "zygote.sock")
-    warm_kernel.install_kernelspec(socket_dir / "jupyter", socket_dir / "zygote.sock")
-    os.environ["JUPYTER_PATH"] = str(socket_dir / "jupyter")
-    try:
-        warm = phase_costs(executed, warm_kernel.KERNEL_NAME, executed.parent)
-    finally:
-        zygote.terminate()
-    write = gradebook_write_seconds(serial_root, student)
-    cold["gradebook write"] = warm["gradebook write"] = write
-    print("\n2. One submission, phase by phase (seconds)")
-    print(f"{'phase':<18} {'fresh kernel':>13} {'warm kernel':>12}")
-    for phase in cold:
-        print(f"{phase:<18} {cold[phase]:>13.2f} {warm[phase]:>12.2f}")
-    total_cold, total_warm = sum(cold.values()), sum(warm.values())
-    print(f"{'total':<18} {total_cold:>13.2f} {total_warm:>12.2f}")
-    print(f"{'floor':<18} {floor:>13.2f} {floor:>12.2f}   (python: import torch + "
-          "transformers, load model, one forward pass)")
-    print(f"{'total / floor':<18} {total_cold / floor:>12.2f}x {total_warm / floor:>11.2f}x")
-    per_submission = {label: seconds / len(names) for label, seconds, _, _ in runs}
-    print("wall time per submission in the class runs (seconds): " + "; ".join(
-        f"{label}: {value:.2f}" for label, value in per_submission.items()))
+    shown = ["kernel start", "notebook cells", "probes", "kernel shutdown", "judge"]
+    print("\n2. Per submission, phase by phase (mean seconds, from the runs above)")
+    print(f"{'phase':<20}" + "".join(f"{label[:24]:>26}" for label in phases))
+    for phase in shown:
+        print(f"{phase:<20}" + "".join(f"{p.get(phase, 0):>26.2f}" for p in phases.values()))
+    print(f"{'gradebook write':<20}" + "".join(f"{write:>26.2f}" for _ in phases))
+    totals = {label: sum(p.get(x, 0) for x in shown) + write for label, p in phases.items()}
+    print(f"{'total':<20}" + "".join(f"{t:>26.2f}" for t in totals.values()))
+    print(f"{'total / floor':<20}" + "".join(f"{t / floor:>25.2f}x" for t in totals.values()))
+    print(f"floor: {floor:.2f} s (python: import torch + transformers, load the model, "
+          "one forward pass)")
+    sandboxed, unsandboxed = wall[(2, True, True)], wall[(2, True, False)]
+    cost = (sandboxed - unsandboxed) / len(names) * 2
+    warm_phases = phases["2 workers, warm kernels"]
+    print("\nSandbox cost, 2 warm workers, one run: "
+          f"{sandboxed:.1f} s sandboxed vs {unsandboxed:.1f} s unsandboxed for {len(names)} "
+          f"submissions = {cost:+.2f} s per submission per worker")
+    print("Verdicts outside the kernel, per submission: probes "
+          f"{warm_phases.get('probes', 0):.2f} s (in the kernel) + judge "
+          f"{warm_phases.get('judge', 0):.2f} s (grader process); grader model load "
+          f"{warm_phases.get('model load (once)', 0):.2f} s once per process")
 
     print("\n3. Peak memory (resident, process trees)")
-    print(f"{'run':<44} {'per worker':>12} {'total':>10}")
+    print(f"{'run':<52} {'per worker':>12} {'total':>10}")
     for label, _, memory, _ in runs:
         worker_peak = max(memory.per_worker.values(), default=0)
-        print(f"{label:<44} {mb(worker_peak):>12} {mb(memory.total):>10}")
+        print(f"{label:<52} {mb(worker_peak):>12} {mb(memory.total):>10}")
     shutil.rmtree(base, ignore_errors=True)
     return 0 if all(same for *_, same in runs) else 1
 

@@ -46,8 +46,9 @@ EXPECTED = {
     "raises": (0, 0, 0, 2, 0),
     # never returns: stopped by the timeouts; its code reads no globals
     "infinite_loop": (0, 0, 0, 2, 0),
-    # os._exit in the function: the kernel dies at the first call, after step 5
-    "kills_kernel": (0, 0, 0, 0, 0),
+    # os._exit in the function: the kernel dies at the first call, after step 5; the
+    # global-variable rule is judged on the submitted source, which reads no globals
+    "kills_kernel": (0, 0, 0, 2, 0),
     # prints to stderr, warns, and triggers a torch warning: costs nothing
     "warns": (2, 4, 1, 2, 3),
     # the function's cell does not compile: predict_next_tokens is undefined
@@ -149,7 +150,7 @@ def test_grades_csv_and_manual_grades(graded_class):
     rows = _export(root, "a.csv")
     assert set(rows) == set(EXPECTED)
     assert float(rows["correct"]["score"]) == 17
-    assert float(rows["kills_kernel"]["score"]) == 5
+    assert float(rows["kills_kernel"]["score"]) == 7
     assert float(rows["correct"]["max_score"]) == 23
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
         grade = gradebook.find_grade("q1", course.ASSIGNMENT, course.ASSIGNMENT, "correct")

@@ -13,10 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import sys
 import time
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 
 import attacks
@@ -299,23 +299,64 @@ def test_outputs_are_capped_with_a_note(batch):
         assert "[output cut:" in notebook, student
 
 
-_SCRIPTED = [
-    re.compile(r"<script[^>]*>[^<]*(pwned|alert)"),
-    re.compile(r"onerror\s*=", re.I),
-    re.compile(r"<iframe", re.I),
-    re.compile(r"javascript:alert", re.I),
-    re.compile(r"<svg", re.I),
-]
+class _ActiveContent(HTMLParser):
+    """Collects what a browser would run or load from a page: script elements and their
+    text, event-handler attributes, iframes/objects/embeds, javascript: links, SVG."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("iframe", "object", "embed", "svg"):
+            self.found.append(f"<{tag}>")
+        for name, value in attrs:
+            if name.lower().startswith("on"):
+                self.found.append(f"{tag} {name}=")
+            if (value or "").strip().lower().startswith("javascript:"):
+                self.found.append(f"{tag} {name}=javascript:")
+        self._in_script = tag == "script"
+
+    def handle_endtag(self, tag):
+        self._in_script = False
+
+    def handle_data(self, data):
+        if self._in_script and ("pwned" in data or "alert(" in data):
+            self.found.append(f"<script>{data[:40]}")
+
+
+def _active_content(html: str) -> list[str]:
+    parser = _ActiveContent()
+    parser.feed(html)
+    return parser.found
+
+
+def test_the_page_check_finds_student_scripts():
+    page = ('<p>hi</p><script>document.title="pwned"</script><img src=x onerror="alert(1)">'
+            '<a href="javascript:alert(1)">x</a><iframe></iframe>')
+    assert len(_active_content(page)) == 4
+    assert _active_content("&lt;script&gt;alert(1)&lt;/script&gt; onerror=") == []
 
 
 def test_no_student_script_in_any_page(batch):
     for student in ("scripts_in_html", "script_in_markdown_answer"):
         notebook, feedback = _texts(batch.root, student)
-        for pattern in _SCRIPTED:
-            # the autograded notebook is what formgrader shows the instructor
-            assert not pattern.search(feedback), (student, pattern.pattern)
-            assert not pattern.search(notebook), (student, pattern.pattern)
-        assert "<b>bold</b>" in notebook or student != "scripts_in_html"
+        assert _active_content(feedback) == [], student
+        # the autograded notebook is what formgrader shows the instructor
+        nb = nbformat.read(batch.root / "autograded" / student / course.ASSIGNMENT
+                           / f"{course.ASSIGNMENT}.ipynb", as_version=4)
+        for cell in nb.cells:
+            shown = [cell.source] if cell.cell_type == "markdown" else [
+                str(value) for output in cell.get("outputs", [])
+                for key, value in output.get("data", {}).items() if key != "text/plain"]
+            for html in shown:
+                assert _active_content(html) == [], (student, html[:200])
+            for output in cell.get("outputs", []):
+                assert not set(output.get("data", {})) & {
+                    "application/javascript", "image/svg+xml"}, student
+    notebook, _ = _texts(batch.root, "scripts_in_html")
+    assert "<b>bold</b>" in notebook  # harmless HTML stays
 
 
 @pytest.mark.parametrize("warm", [True, False], ids=["warm-kernels", "fresh-kernels"])

@@ -47,7 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--course", type=Path, default=Path("build/demo-course"),
                         help="folder for the demo course (recreated; default build/demo-course)")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="run student code unsandboxed (where bubblewrap cannot run)")
     args = parser.parse_args(argv)
+    from lmlogits_grader import sandbox
+
+    if args.no_sandbox:
+        sandbox.disable()
+        print(sandbox.UNSANDBOXED_WARNING)
     os.environ["LMLOGITS_MODEL"] = choose_model()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -68,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     course.feedback(api, DEMO_CLASS)
     csv_path = course.export_csv(root, root / "grades.csv")
     print()
-    return course.report(root, outcome, csv_path)
+    status = course.report(root, outcome, csv_path)
+    if args.no_sandbox:
+        print(sandbox.UNSANDBOXED_WARNING)
+    return status
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -46,7 +46,16 @@ SLOT_ENV = "LMLOGITS_SANDBOX_SLOT"  # a worker's number: its kernels' user id
 KERNEL_PARENT_ENV = "LMLOGITS_KERNEL_PARENT"  # a worker's folder for its kernels' folders
 WARM_SOCKET_ENV = "LMLOGITS_WARM_SOCKET"  # set in a worker that has a warm zygote
 
+TIMINGS_ENV = "LMLOGITS_TIMINGS"  # a file: each notebook's phase times, one JSON line
 _TIMEOUT_ENAMES = ("CellTimeoutError",)
+
+
+def write_timings(record: dict) -> None:
+    """Append ``record`` to the timings file, when the benchmark asked for one."""
+    path = os.environ.get(TIMINGS_ENV)
+    if path:
+        with open(path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
 
 
 def _error_output(name: str, value: str) -> NotebookNode:
@@ -250,9 +259,12 @@ class SandboxedExecute(Execute):
         NotebookClient.__init__(self, nb, km)
         self.reset_execution_trackers()
         self._check_assign_resources(resources)
+        self._probe_seconds = 0.0
+        started = time.perf_counter()
         with self.setup_kernel():
             info_msg = self.wait_for_reply(self.kc.kernel_info())
             self.nb.metadata["language_info"] = info_msg["content"]["language_info"]
+            kernel_started = time.perf_counter()
             for index, cell in enumerate(self.nb.cells):
                 self.preprocess_cell(cell, resources, index)
             present = {
@@ -263,7 +275,14 @@ class SandboxedExecute(Execute):
                 if self._kernel_died or time.monotonic() >= self._deadline:
                     break
                 self._run_probe(grade_id)
+            finished = time.perf_counter()
         self.set_widgets_metadata()
+        write_timings({
+            "kernel start": kernel_started - started,
+            "notebook cells": finished - kernel_started - self._probe_seconds,
+            "probes": self._probe_seconds,
+            "kernel shutdown": time.perf_counter() - finished,
+        })
         return self.nb, self.resources
 
     def _get_timeout(self, cell):
@@ -330,11 +349,14 @@ class SandboxedExecute(Execute):
         source = probe.probe_source(grade_id, seconds, skip_calls=self._function_timed_out)
         calls = len(probe.CALLS.get(grade_id, ())) + 2 * len(probe.ISOLATED_CALLS)
         timeout = int(seconds * (1 if self._function_timed_out else calls)) + 10
+        began = time.perf_counter()
         try:
             cell = self._run_hidden(source, timeout)
         except DeadKernelError:
             self._kernel_died = "the kernel died while the grader called predict_next_tokens"
             return
+        finally:
+            self._probe_seconds += time.perf_counter() - began
         answer = None
         for output in cell.outputs:
             data = output.get("data", {}) if output.get("output_type") == "display_data" else {}

@@ -21,6 +21,7 @@ import ast
 import base64
 import builtins
 import linecache
+import time
 import types
 from collections.abc import Callable
 
@@ -417,6 +418,18 @@ class Judge(NbGraderPreprocessor):
     """Set every judged cell's outputs from the grader's verdict (after execution)."""
 
     def preprocess(self, nb, resources):
+        from lmlogits_grader.execute import write_timings
+
+        started = time.perf_counter()
+        reference()  # loaded once per process; not part of a submission's cost
+        started_judging = time.perf_counter()
+        nb, resources = self._judge(nb, resources)
+        done = time.perf_counter()
+        write_timings({"model load (once)": started_judging - started,
+                       "judge": done - started_judging})
+        return nb, resources
+
+    def _judge(self, nb, resources):
         probes = nb.metadata.pop(PROBES_KEY, None)
         probes = probes if isinstance(probes, dict) else {}
         answers = probes.get("answers") if isinstance(probes.get("answers"), dict) else {}

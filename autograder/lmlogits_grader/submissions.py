@@ -152,36 +152,28 @@ def make_submission(kind: str, assignment: str = ASSIGNMENTS[0]):
         duplicate["id"] = duplicate["id"] + "-copy"
         nb.cells.insert(_index(nb, "test_step1"), duplicate)
     elif kind == "cheats_checks":
-        # reads the global phrase, then makes every checker it can reach always pass
+        # reads the global phrase, then patches every checker it can reach to pass
         function.source = _function_source(CORRECT_BODY, parameters="text, k")
         cheat = copy.deepcopy(_cell(nb, "predict_next_tokens"))
         del cheat.metadata["nbgrader"]
         cheat["id"] = cheat["id"] + "-cheat"
         cheat.source = textwrap.dedent('''
-            import importlib
-
             import lmlogits
             import lmlogits.globals_check
-            import lmlogits_grader.cells
-            import lmlogits_grader.checks
 
 
             def check_global_vars(*args, **kwargs):
                 return None
 
 
-            class AlwaysPasses:
-                passed = True
-                message = "ok"
-
-
             lmlogits.check_global_vars = check_global_vars
             lmlogits.globals_check.check_global_vars = check_global_vars
-            lmlogits_grader.cells.run_check = lambda *args, **kwargs: AlwaysPasses()
-            importlib.reload = lambda module: module  # keep the patched modules
-            for name in dir(lmlogits_grader.checks):
-                if name.startswith("check_"):
-                    setattr(lmlogits_grader.checks, name, lambda *a, **k: AlwaysPasses())
+            try:  # the grader's own code: not there to patch (it runs outside the kernel)
+                import lmlogits_grader.judge
+
+                lmlogits_grader.judge.decide = lambda *args, **kwargs: True
+            except ImportError:
+                pass
         ''').strip()
         nb.cells.insert(_index(nb, "predict_next_tokens") + 1, cheat)
     elif kind not in ("correct", "blank_answers"):
