@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import sqlite3
 
 import nbformat
 import pytest
@@ -51,14 +50,15 @@ def test_graded_students_are_in_the_ledger(graded):
 
 
 def test_a_grade_changed_behind_the_graders_back_is_reported_not_exported(graded, capsys):
-    with sqlite3.connect(graded / "gradebook.db") as db:
-        changed = db.execute(
-            "update grade set auto_score = 4 where cell_id in (select id from grade_cells "
-            "where name = 'test_matches_reference') and notebook_id in (select n.id from "
-            "submitted_notebook n join submitted_assignment a on n.assignment_id = a.id "
-            "where a.student_id = 'bob')"
-        ).rowcount
-    assert changed == 1
+    from nbgrader.api import Gradebook
+
+    # what a process with access to the gradebook could do after grading
+    with Gradebook(f"sqlite:///{graded / 'gradebook.db'}") as gradebook:
+        grade = gradebook.find_grade("test_matches_reference", course.ASSIGNMENT,
+                                     course.ASSIGNMENT, "bob")
+        assert grade.auto_score == 0
+        grade.auto_score = 4
+        gradebook.db.commit()
     problems = record.changed_behind_our_back(graded, course.ASSIGNMENT)
     assert set(problems) == {"bob"} and "test_matches_reference" in problems["bob"]
     rows = course.read_csv(course.export_csv(graded, graded / "grades.csv"))

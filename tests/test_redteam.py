@@ -281,6 +281,14 @@ def test_no_process_outlives_the_batch(batch):
     assert batch.leftovers == []
 
 
+def test_output_during_the_graders_calls_is_hidden_with_a_note(batch):
+    from lmlogits_grader.judge import HIDDEN_OUTPUT_NOTE
+
+    _, feedback = _texts(batch.root, "prints_hidden_inputs")
+    assert HIDDEN_OUTPUT_NOTE.split(";")[0] in feedback
+    assert "argument: This weekend I plan to" in feedback  # its own cells' output stays
+
+
 def test_hidden_inputs_never_reach_feedback(batch):
     secrets = [*HIDDEN_PHRASES[1:], *(p.replace(" ", "_") for p in HIDDEN_PHRASES[1:])]
     for student in attacks.ATTACKS:

@@ -171,6 +171,18 @@ def kernel_parent(settings: sandbox.SandboxSettings) -> str:
     return _own_kernel_parent
 
 
+_sandbox_checked = False
+
+
+def _require_sandbox() -> None:
+    """Refuse (once per process) to run student code unsandboxed unless told to; also for
+    `nbgrader autograde` run directly, which does not pass through our commands."""
+    global _sandbox_checked
+    if not _sandbox_checked:
+        sandbox.require()
+        _sandbox_checked = sandbox.sandbox_mode() == "bwrap"
+
+
 # --- the Execute step ----------------------------------------------------------------
 
 
@@ -225,6 +237,7 @@ class SandboxedExecute(Execute):
     # --- the notebook ------------------------------------------------------------------
 
     def preprocess(self, nb, resources=None, km=None):
+        _require_sandbox()
         self._kernel_died = ""
         self._answers: dict[str, object] = {}
         self._function_timed_out = False
@@ -260,6 +273,7 @@ class SandboxedExecute(Execute):
         self.reset_execution_trackers()
         self._check_assign_resources(resources)
         self._probe_seconds = 0.0
+        self._cell_seconds: dict[str, float] = {}
         started = time.perf_counter()
         with self.setup_kernel():
             info_msg = self.wait_for_reply(self.kc.kernel_info())
@@ -282,6 +296,7 @@ class SandboxedExecute(Execute):
             "notebook cells": finished - kernel_started - self._probe_seconds,
             "probes": self._probe_seconds,
             "kernel shutdown": time.perf_counter() - finished,
+            **{f"cell {name}": seconds for name, seconds in self._cell_seconds.items()},
         })
         return self.nb, self.resources
 
@@ -305,6 +320,7 @@ class SandboxedExecute(Execute):
             return cell, resources
         self._cell_bytes = 0
         self._cut = False
+        began = time.perf_counter()
         try:
             cell, resources = super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
@@ -312,6 +328,8 @@ class SandboxedExecute(Execute):
             cell.outputs.append(_error_output("DeadKernelError",
                                               "the kernel died while running this cell"))
             return cell, resources
+        name = cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell {index}"
+        self._cell_seconds[name] = time.perf_counter() - began
         if self._cut:
             cell.outputs.append(_note(
                 f"[output cut: more than {self.cell_output_bytes:,} bytes in this cell or "

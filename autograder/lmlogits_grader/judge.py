@@ -42,6 +42,11 @@ _MAX_TEXT = 2000
 _FILENAME = "<predict_next_tokens cell>"
 _MAX_ROWS = 1000
 
+HIDDEN_OUTPUT_NOTE = (
+    "(The grader called predict_next_tokens after your notebook ran; anything it printed "
+    "or displayed then is not shown.)"
+)
+
 # Names the kernel itself puts in a notebook's namespace: built-ins for the global check.
 KERNEL_BUILTINS = ("display", "get_ipython", "exit", "quit", "open", "__IPYTHON__")
 
@@ -447,6 +452,9 @@ class Judge(NbGraderPreprocessor):
             else:
                 verdict = decide(grade_id, answers.get(grade_id), nb, reference(), lost_reason)
             cell.outputs = verdict_outputs(verdict)
+            if grade_id in probe.FUNCTION_CELLS and not broken:
+                cell.outputs.insert(0, NotebookNode(
+                    output_type="stream", name="stdout", text=HIDDEN_OUTPUT_NOTE + "\n"))
             verdicts[grade_id] = verdict.passed
         nb.metadata[VERDICTS_KEY] = verdicts
         return nb, resources

@@ -60,8 +60,11 @@ def _preload() -> None:
     transformers_logging.disable_progress_bar()  # the zygote's stderr is the grader's
     lmlogits.load_model_and_tokenizer()  # cached in lmlogits.model for every child
     transformers_logging.enable_progress_bar()
-    # matplotlib is left to each kernel: ipykernel must choose its backend first
-    # (a zygote that imported it would make every forked kernel draw with "agg")
+    # pyplot, with the backend ipykernel would choose (matplotlib reads MPLBACKEND when it
+    # is imported). The backend module itself is loaded by each kernel on its first
+    # figure, where it hooks into that kernel's IPython to display figures.
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    import matplotlib.pyplot  # noqa: F401
 
 
 def _become_kernel(request: dict, fds: list[int], settings: sandbox.SandboxSettings | None):
