@@ -3,21 +3,27 @@
 nbgrader's SQLite gradebook does not take concurrent writers ("database is locked"), so
 the work is split where nbgrader itself splits it:
 
-1. **execute in parallel**: each worker process owns a private copy of the course
-   (config, source, release, a copy of the gradebook) whose ``submitted/`` is the main
-   course's, and runs plain ``nbgrader autograde`` there, one submission at a time:
-   every submission still gets its own fresh kernel, isolated from the others;
-2. **record serially**: the main process takes each executed notebook and runs
-   nbgrader's autograde on it once more with execution switched off, so nbgrader's own
-   ``SaveAutoGrades`` writes the grades into the one main gradebook, one at a time.
+1. **execute and judge in parallel**: each worker process owns a private copy of the
+   course (config, source, release, a copy of the gradebook) whose ``submitted/`` is the
+   main course's, and runs ``nbgrader autograde`` there with the course's steps, one
+   submission at a time: each submission runs in a sandboxed kernel of its own
+   (:mod:`lmlogits_grader.execute`; warm: forked from the worker's zygote, see
+   :mod:`lmlogits_grader.warm_kernel`) and is judged in the worker's own process
+   (:mod:`lmlogits_grader.judge`);
+2. **record serially**: the main process takes each judged notebook and runs nbgrader's
+   autograde on it once more with execution and judging switched off, so nbgrader's own
+   ``SaveAutoGrades`` writes the grades into the one main gradebook, one at a time
+   (:mod:`lmlogits_grader.record`).
 
 A journal (``autograded/.parallel-journal``) lists the students recorded so far, with a
-fingerprint of their submission, so an interrupted run resumes where it stopped and a
-changed submission is graded again (``--force`` regrades everyone). A worker that
-fails on a submission, for any reason, hands it back to the main process, which grades
-it serially: no grade is lost or recorded twice.
+fingerprint of their submission and of the grader, so an interrupted run resumes where
+it stopped and a changed submission or grader is graded again (``--force`` regrades
+everyone). A worker that fails on a submission, for any reason, hands it back to the
+main process, which grades it serially: no grade is lost or recorded twice. Workers
+end with the main process, and their zygotes and kernels with them.
 
-Usage: ``python -m lmlogits_grader.parallel [--workers N] [--force] [student ...]``
+Usage: ``python -m lmlogits_grader.parallel [--workers N] [--force] [--no-sandbox]
+[student ...]`` (``make autograde``: what is in ``autograder/submitted``)
 """
 
 from __future__ import annotations

@@ -162,6 +162,9 @@ def bwrap_command(settings: SandboxSettings, kernel_dir: str | None, command: li
     for system in ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32"):
         if os.path.exists(system):
             args += ["--ro-bind", system, system]
+    # the private /tmp first: folders bound below are visible on top of it (a repository
+    # or venv under /tmp, as in a CI checkout)
+    args += ["--size", str(settings.limits.tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp"]
     shown = [p for p in settings.readonly if os.path.exists(p)]
     # bwrap would create the folders above a mount point as 0700: the kernel's user
     # could not pass through them
@@ -171,7 +174,6 @@ def bwrap_command(settings: SandboxSettings, kernel_dir: str | None, command: li
     for path in shown:
         args += ["--ro-bind", path, path]
     args += ["--proc", "/proc", "--dev", "/dev"]
-    args += ["--size", str(settings.limits.tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp"]
     args += ["--size", str(16 * _MiB), "--perms", "1777", "--tmpfs", "/dev/shm"]
     for folder in writable:
         args += ["--bind", folder, folder]
@@ -194,6 +196,7 @@ _CLONE_NEWPID = 0x20000000
 _CLONE_NEWUSER = 0x10000000
 _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 0x2, 0x4, 0x8
 _MS_REC, _MS_PRIVATE = 0x4000, 0x40000
+_MS_RDONLY, _MS_REMOUNT, _MS_BIND, _MS_MOVE = 0x1, 0x20, 0x1000, 0x2000
 
 
 def _libc():
@@ -267,7 +270,41 @@ def address_space() -> int:
     return 0
 
 
-def isolate_forked_kernel(settings: SandboxSettings) -> None:
+def _under_tmp(path: str) -> str | None:
+    relative = os.path.relpath(os.path.realpath(path), "/tmp")
+    return None if relative == "." or relative.startswith("..") else relative
+
+
+def _private_tmp(settings: SandboxSettings, kernel_dir: str | None) -> None:
+    """A fresh tmpfs at /tmp that still shows the read-only folders under /tmp (and the
+    kernel's folder): it is built at a staging point, then moved over /tmp."""
+    staging = "/dev/.lmlogits-tmp"
+    os.makedirs(staging, exist_ok=True)
+    size = settings.limits.tmp_bytes
+    _mount("tmpfs", staging, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size},mode=1777")
+    kept = [(p, True) for p in settings.readonly] + [(kernel_dir, False)] * bool(kernel_dir)
+    for path, readonly in kept:
+        relative = _under_tmp(path)
+        if relative is None or not os.path.exists(path):
+            continue
+        target = os.path.join(staging, relative)
+        parent = os.path.dirname(target)
+        os.makedirs(parent, mode=0o755, exist_ok=True)
+        if os.path.isdir(path):
+            os.makedirs(target, exist_ok=True)
+        else:
+            open(target, "a").close()
+        _mount(path, target, None, _MS_BIND | _MS_REC, None)
+        if readonly:
+            _mount("", target, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY, None)
+    device = os.stat(staging).st_dev
+    for folder, subdirs, _ in os.walk(staging):  # the folders made above a mount point
+        subdirs[:] = [d for d in subdirs if os.stat(os.path.join(folder, d)).st_dev == device]
+        os.chmod(folder, 0o1777 if folder == staging else 0o755)
+    _mount(staging, "/tmp", None, _MS_MOVE, None)
+
+
+def isolate_forked_kernel(settings: SandboxSettings, kernel_dir: str | None = None) -> None:
     """In a child forked from the warm zygote: a PID namespace, mount namespace and /tmp
     of its own. Returns in the kernel process; the calling process becomes a relay and
     an init process is put between them (see below). Neither ever returns.
@@ -292,8 +329,7 @@ def isolate_forked_kernel(settings: SandboxSettings) -> None:
             with open(f"/proc/self/{name}", "w") as handle:
                 handle.write(text)
     _mount("", "/", None, _MS_REC | _MS_PRIVATE, None)
-    size = settings.limits.tmp_bytes
-    _mount("tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size},mode=1777")
+    _private_tmp(settings, kernel_dir)
     _mount("tmpfs", "/dev/shm", "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={16 * _MiB},mode=1777")
     init = os.fork()
     if init == 0:

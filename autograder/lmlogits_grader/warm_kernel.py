@@ -74,7 +74,8 @@ def _become_kernel(request: dict, fds: list[int], settings: sandbox.SandboxSetti
         os.dup2(fd, target)
     kernel_dir = request.get("kernel_dir") or None
     if settings is not None:
-        sandbox.isolate_forked_kernel(settings)  # returns in the new namespace's PID 1
+        # returns in the kernel, PID 2 of a new PID namespace
+        sandbox.isolate_forked_kernel(settings, kernel_dir)
         sandbox.close_inherited_files()
         sandbox.lock_down(settings, kernel_dir, sandbox.address_space())
     else:
