@@ -155,22 +155,15 @@ def feedback(api, students: Iterable[str], assignment: str = ASSIGNMENT) -> None
 
 def cell_grades(root: Path, assignment: str = ASSIGNMENT) -> dict[str, dict[str, CellGrade]]:
     """Every student's grade per graded cell, read from the gradebook."""
-    from nbgrader.api import Gradebook, MissingEntry
+    from lmlogits_grader.record import submitted_grades
 
-    grades: dict[str, dict[str, CellGrade]] = {}
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
-        for student in gradebook.students:
-            try:
-                notebook = gradebook.find_submission_notebook(assignment, assignment, student.id)
-            except MissingEntry:
-                continue
-            grades[student.id] = {
-                grade.name: CellGrade(
-                    float(grade.score), float(grade.max_score), bool(grade.needs_manual_grade)
-                )
-                for grade in notebook.grades
-            }
-    return grades
+    return {
+        student: {
+            g.name: CellGrade(float(g.score), float(g.max_score), bool(g.needs_manual_grade))
+            for g in grades
+        }
+        for student, grades in submitted_grades(root, assignment)
+    }
 
 
 def export_csv(root: Path, path: Path, assignment: str = ASSIGNMENT) -> Path:

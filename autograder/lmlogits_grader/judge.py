@@ -168,38 +168,37 @@ def check_step1(variables: dict, reference: Reference) -> Verdict:
     return Verdict(True, f"input_ids has shape (1, {len(expected)}) and tokenizes `phrase`")
 
 
-def check_step2(variables: dict, reference: Reference) -> Verdict:
+def _array_step(variables: dict, reference: Reference, name: str, expected_of,
+                wrong_values: str) -> Verdict:
+    """A step whose variable ``name`` must be a tensor equal to ``expected_of(phrase)``
+    (within the logit tolerance): its shape is checked first, then its values."""
     phrase = _phrase(variables)
     if phrase is None:
         return Verdict(False, "`phrase` is not a string")
-    values, shape, kind = parse_array(variables.get("model_output.logits"))
-    expected = reference.logits(phrase)
-    wanted = [1, *expected.shape]
+    values, shape, kind = parse_array(variables.get(name))
+    expected = expected_of(phrase)
+    wanted = tuple(expected.shape)
     if kind == "missing":
-        return Verdict(False, "`model_output.logits` is not defined")
-    if shape != wanted:
-        return Verdict(False, f"`model_output.logits` must have shape {tuple(wanted)}, "
+        return Verdict(False, f"`{name}` is not defined")
+    if shape != list(wanted):
+        return Verdict(False, f"`{name}` must have shape {wanted}, "
                               f"got {checks.shown_type(kind)} {shape or ''}")
-    if values is None or not _close(values[0], expected, checks.LOGIT_TOLERANCE):
-        return Verdict(False, "`model_output.logits` are not the model's logits for `phrase`")
-    return Verdict(True, f"model_output.logits has shape {tuple(wanted)}")
+    if values is None or not _close(values, expected, checks.LOGIT_TOLERANCE):
+        return Verdict(False, wrong_values)
+    return Verdict(True, f"{name} has shape {wanted} and the model's values")
+
+
+def check_step2(variables: dict, reference: Reference) -> Verdict:
+    return _array_step(variables, reference, "model_output.logits",
+                       lambda phrase: reference.logits(phrase)[None],  # (1, n, vocab)
+                       "`model_output.logits` are not the model's logits for `phrase`")
 
 
 def check_step3(variables: dict, reference: Reference) -> Verdict:
-    phrase = _phrase(variables)
-    if phrase is None:
-        return Verdict(False, "`phrase` is not a string")
-    values, shape, kind = parse_array(variables.get("last_token_logits"))
-    expected = reference.logits(phrase)[-1]
-    if kind == "missing":
-        return Verdict(False, "`last_token_logits` is not defined")
-    if shape != [reference.vocab_size]:
-        return Verdict(False, f"`last_token_logits` must have shape ({reference.vocab_size},), "
-                              f"got {checks.shown_type(kind)} {shape or ''}")
-    if values is None or not _close(values, expected, checks.LOGIT_TOLERANCE):
-        return Verdict(False, "`last_token_logits` is not the row of the last position "
-                              "(batch 0, position -1)")
-    return Verdict(True, "last_token_logits is the last position's row")
+    return _array_step(variables, reference, "last_token_logits",
+                       lambda phrase: reference.logits(phrase)[-1],  # (vocab,)
+                       "`last_token_logits` is not the row of the last position "
+                       "(batch 0, position -1)")
 
 
 def check_step4(variables: dict, reference: Reference) -> Verdict:

@@ -75,24 +75,27 @@ def _gradebook(root: Path):
     return Gradebook(f"sqlite:///{root / 'gradebook.db'}")
 
 
-def auto_scores(root: Path, assignment: str) -> dict[str, dict[str, float | None]]:
-    """Every student's automatic score per graded cell, as the gradebook holds it now."""
+def submitted_grades(root: Path, assignment: str):
+    """``(student id, nbgrader Grade rows)`` for every graded submission in the gradebook."""
     from nbgrader.api import MissingEntry
 
     if not (root / "gradebook.db").exists():
-        return {}
-    scores: dict[str, dict[str, float | None]] = {}
+        return
     with _gradebook(root) as gradebook:
         for student in gradebook.students:
             try:
                 notebook = gradebook.find_submission_notebook(assignment, assignment, student.id)
             except MissingEntry:
                 continue
-            scores[student.id] = {
-                grade.name: None if grade.auto_score is None else float(grade.auto_score)
-                for grade in notebook.grades
-            }
-    return scores
+            yield student.id, list(notebook.grades)
+
+
+def auto_scores(root: Path, assignment: str) -> dict[str, dict[str, float | None]]:
+    """Every student's automatic score per graded cell, as the gradebook holds it now."""
+    return {
+        student: {g.name: None if g.auto_score is None else float(g.auto_score) for g in grades}
+        for student, grades in submitted_grades(root, assignment)
+    }
 
 
 def journal(root: Path) -> dict[str, tuple[str, dict]]:
