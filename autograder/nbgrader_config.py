@@ -96,6 +96,10 @@ c.Execute.timeout = _CELL_TIMEOUT
 c.Execute.timeout_func = _cell_timeout
 # a student loop that ignores interrupts must not fail the whole notebook
 c.Execute.raise_on_iopub_timeout = False
+# once the last cell and the grader's probes have run, stop the kernel at once: its
+# sandbox (and every process in it) goes with it, without waiting for Python to tear
+# down torch
+c.Execute.shutdown_kernel = "immediate"
 # the kernel's start-up warning about unencrypted TCP is noise in the logs
 c.Execute.extra_arguments = ["--IPKernelApp.log_level=ERROR"]
 

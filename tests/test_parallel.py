@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from lmlogits_grader import course, parallel, submissions
@@ -96,16 +97,24 @@ def test_a_changed_submission_is_graded_again(tmp_path_factory):
     assert course.cell_grades(root)["ben"]["test_returns_k_rows"].score == 0
 
 
-def test_an_endless_loop_does_not_hold_up_the_class(tmp_path_factory):
+@pytest.mark.parametrize("warm", [True, False], ids=["warm-kernels", "fresh-kernels"])
+def test_an_endless_loop_does_not_hold_up_the_class(tmp_path_factory, warm):
     students = {"loop": "infinite_loop", "ann": "correct", "bob": "correct", "col": "correct"}
     root = _course_with(tmp_path_factory, "loop", students)
-    outcome = parallel.grade_in_parallel(root, list(students), workers=2, progress=False)
+    outcome = parallel.grade_in_parallel(root, list(students), workers=2, progress=False,
+                                         warm=warm)
     assert outcome == dict.fromkeys(students, True)
     grades = course.cell_grades(root)
     for student in ("ann", "bob", "col"):
         auto = sum(g.score for name, g in grades[student].items() if name.startswith("test_"))
         assert auto == 17
     assert grades["loop"]["test_matches_reference"].score == 0
+    # the timeout's interrupt reached the sandboxed kernel, which went on to the next cell
+    executed = nbformat.read(root / "autograded" / "loop" / course.ASSIGNMENT
+                             / f"{course.ASSIGNMENT}.ipynb", as_version=4)
+    plot = submissions._cell(executed, "plot")
+    assert [o.get("ename") for o in plot.outputs if o.output_type == "error"][0] == (
+        "KeyboardInterrupt")
 
 
 @pytest.mark.parametrize("workers", [0, -1, 1.5, "2", True])

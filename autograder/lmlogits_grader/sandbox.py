@@ -419,7 +419,9 @@ def run_kernel(argv: list[str]) -> int:
     read_info, write_info = os.pipe()
     command = bwrap_command(settings, kernel_dir, inner)
     command[1:1] = ["--info-fd", str(write_info)]
-    process = subprocess.Popen(command, pass_fds=(write_info,), env={})
+    # a session of its own: jupyter_client interrupts by signalling the launcher's process
+    # group, and bwrap would die of a SIGINT (the kernel gets it from forward() below)
+    process = subprocess.Popen(command, pass_fds=(write_info,), env={}, start_new_session=True)
     os.close(write_info)
     with os.fdopen(read_info) as info:
         try:

@@ -34,9 +34,8 @@ import sys
 import time
 from pathlib import Path
 
-from lmlogits_grader import sandbox
-
 SOCKET_ENV = "LMLOGITS_WARM_SOCKET"
+KERNEL_DIR_ENV = "LMLOGITS_KERNEL_DIR"  # sandbox.KERNEL_DIR_ENV: the launcher stays light
 _torch_threads = 1  # the zygote's torch thread count before it was set to 1
 _PR_SET_DUMPABLE = 4
 
@@ -67,8 +66,10 @@ def _preload() -> None:
     import matplotlib.pyplot  # noqa: F401
 
 
-def _become_kernel(request: dict, fds: list[int], settings: sandbox.SandboxSettings | None):
+def _become_kernel(request: dict, fds: list[int], settings):
     """In the forked child: isolate (sandboxed mode), take the launcher's stdio, run ipykernel."""
+    from lmlogits_grader import sandbox
+
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for target, fd in enumerate(fds[:3]):
         os.dup2(fd, target)
@@ -100,6 +101,8 @@ def _become_kernel(request: dict, fds: list[int], settings: sandbox.SandboxSetti
 
 def serve(socket_path: str) -> None:
     """Run the zygote until its parent process goes away (or its socket is removed)."""
+    from lmlogits_grader import sandbox
+
     settings = None
     if sandbox.sandbox_mode() == "bwrap":
         settings = sandbox.SandboxSettings.from_json(os.environ[sandbox.SETTINGS_ENV])
@@ -189,6 +192,7 @@ def start_zygote(socket_path: Path, kernel_parent: Path | None = None,
     system, only the socket's folder and ``kernel_parent`` (where its kernels' private
     folders are made).
     """
+    from lmlogits_grader import sandbox
     from lmlogits_grader.execute import current_settings
 
     settings = current_settings()
@@ -219,7 +223,7 @@ def launch(argv: list[str]) -> int:
         "argv": argv,
         "cwd": os.getcwd(),
         "env": dict(os.environ),
-        "kernel_dir": os.environ.get(sandbox.KERNEL_DIR_ENV, ""),
+        "kernel_dir": os.environ.get(KERNEL_DIR_ENV, ""),
     }
     socket.send_fds(connection, [json.dumps(request).encode()], [0, 1, 2])
     reader = connection.makefile("r")
