@@ -241,6 +241,9 @@ def main() -> int:
     print("\nSandbox cost, 2 warm workers, one run: "
           f"{sandboxed:.1f} s sandboxed vs {unsandboxed:.1f} s unsandboxed for {len(names)} "
           f"submissions = {cost:+.2f} s per submission per worker")
+    print("nbgrader's autograde in a worker, all steps, per submission: "
+          f"{warm_phases.get('worker autograde', 0):.2f} s (the phases above and nbgrader's "
+          "own work: copying, sanitizing, its gradebook copy)")
     print("Verdicts outside the kernel, per submission: probes "
           f"{warm_phases.get('probes', 0):.2f} s (in the kernel) + judge "
           f"{warm_phases.get('judge', 0):.2f} s (grader process); grader model load "

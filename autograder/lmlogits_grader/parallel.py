@@ -139,7 +139,11 @@ def _fetch_model_once() -> None:
 
 def _execute_one(student: str, assignment: str) -> tuple[str, str | None]:
     """In a worker: nbgrader autograde one student; return the executed notebook's folder."""
+    from lmlogits_grader.execute import write_timings
+
+    started = time.perf_counter()
     result = _worker_api.autograde(assignment, student, force=True, create=True)
+    write_timings({"worker autograde": time.perf_counter() - started})
     folder = _worker_root / "autograded" / student / assignment
     if not result.get("success") or not folder.is_dir():
         return student, None
