@@ -36,7 +36,6 @@ from lmlogits_grader.checks import Call, Reference, Table, Verdict
 from lmlogits_grader.collect import BROKEN_KEY
 
 PROBES_KEY = "lmlogits_probes"  # set by SandboxedExecute, removed here
-VERDICTS_KEY = "lmlogits_verdicts"  # what the judge decided, kept for the record check
 
 _MAX_TEXT = 2000
 _FILENAME = "<predict_next_tokens cell>"
@@ -439,7 +438,6 @@ class Judge(NbGraderPreprocessor):
         answers = probes.get("answers") if isinstance(probes.get("answers"), dict) else {}
         lost_reason = _text(probes.get("lost_reason"), 300) or ""
         broken = nb.metadata.get(BROKEN_KEY)
-        verdicts = {}
         for cell in nb.cells:
             if cell.cell_type != "code" or not utils.is_grade(cell):
                 continue
@@ -454,6 +452,4 @@ class Judge(NbGraderPreprocessor):
             if grade_id in probe.FUNCTION_CELLS and not broken:
                 cell.outputs.insert(0, NotebookNode(
                     output_type="stream", name="stdout", text=HIDDEN_OUTPUT_NOTE + "\n"))
-            verdicts[grade_id] = verdict.passed
-        nb.metadata[VERDICTS_KEY] = verdicts
         return nb, resources

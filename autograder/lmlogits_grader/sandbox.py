@@ -125,7 +125,7 @@ def require() -> None:
         )
 
 
-def disable(reason: str = "--no-sandbox") -> None:
+def disable() -> None:
     """Grade without the sandbox in this process and the ones it starts."""
     os.environ[MODE_ENV] = "off"
 
@@ -190,7 +190,6 @@ def bwrap_command(settings: SandboxSettings, kernel_dir: str | None, command: li
 
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_SET_PDEATHSIG = 1
-_PR_SET_DUMPABLE = 4
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWPID = 0x20000000
 _CLONE_NEWUSER = 0x10000000
