@@ -37,7 +37,11 @@ from nbgrader.preprocessors import (
 from lmlogits_grader.blanks import HintedBlanks
 from lmlogits_grader.execute import SandboxedExecute
 from lmlogits_grader.judge import Judge
-from lmlogits_grader.nbgrader_plugins import HideHiddenTestTracebacks, SafeDeduplicateIds
+from lmlogits_grader.nbgrader_plugins import (
+    HideHiddenTestTracebacks,
+    QuickCheckCellMetadata,
+    SafeDeduplicateIds,
+)
 
 c = get_config()  # noqa: F821 (provided by nbgrader when it reads this file)
 
@@ -69,7 +73,7 @@ c.Autograde.sanitize_preprocessors = [
     SafeDeduplicateIds,
     OverwriteKernelspec,
     OverwriteCells,
-    CheckCellMetadata,
+    QuickCheckCellMetadata,
 ]
 c.Autograde.autograde_preprocessors = [
     SandboxedExecute,
@@ -80,7 +84,7 @@ c.Autograde.autograde_preprocessors = [
     SaveAutoGrades,
     AssignLatePenalties,
     SanitizeHTML,
-    CheckCellMetadata,
+    QuickCheckCellMetadata,
 ]
 
 _LOAD_TIMEOUT = int(os.environ.get("LMLOGITS_LOAD_TIMEOUT", "600"))

@@ -143,14 +143,16 @@ def floor_seconds(model_folder: str) -> float:
 
 
 def gradebook_write_seconds(root: Path, student: str) -> float:
-    """Record one already-executed submission into the gradebook (no execution)."""
-    api = record.record_api(root)
+    """Record one already-executed submission into the gradebook again (no execution),
+    as the main process does for each submission; the mean of 5 records."""
     executed = root / "autograded" / student / course.ASSIGNMENT
     copy = Path(tempfile.mkdtemp()) / course.ASSIGNMENT
     shutil.copytree(executed, copy)
-    start = time.perf_counter()
-    record.record(api, root, student, copy, course.ASSIGNMENT)
-    return time.perf_counter() - start
+    with record.Recorder(root, course.ASSIGNMENT) as recorder:
+        start = time.perf_counter()
+        for _ in range(5):
+            recorder.record(student, copy)
+        return (time.perf_counter() - start) / 5
 
 
 def mean_phases(path: Path) -> dict[str, float]:

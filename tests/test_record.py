@@ -49,6 +49,95 @@ def test_graded_students_are_in_the_ledger(graded):
     assert record.changed_behind_our_back(graded, course.ASSIGNMENT) == {}
 
 
+def _rows(root, student):
+    """Every gradebook row grading writes for ``student``: (cell, auto score, needs
+    manual grade) per grade, (cell, auto comment) per comment, the timestamp."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", "lm-logits") as gradebook:
+        notebook = gradebook.find_submission_notebook(course.ASSIGNMENT, course.ASSIGNMENT,
+                                                      student)
+        grades = sorted((g.name, g.auto_score, g.needs_manual_grade) for g in notebook.grades)
+        comments = sorted((c.name, c.auto_comment) for c in notebook.comments)
+        timestamp = gradebook.find_submission(course.ASSIGNMENT, student).timestamp
+    return grades, comments, timestamp
+
+
+def test_the_recorder_writes_what_nbgrader_autograde_writes(graded, tmp_path):
+    from nbgrader.api import Gradebook
+
+    root = tmp_path / "course"
+    shutil.copytree(graded, root, symlinks=True)
+    expected = {student: _rows(graded, student) for student in ("amy", "bob")}
+    # the submissions as the workers leave them, then gone from the gradebook
+    executed = {}
+    for student in expected:
+        executed[student] = tmp_path / "executed" / student
+        shutil.copytree(root / "autograded" / student / course.ASSIGNMENT, executed[student])
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", "lm-logits") as gradebook:
+        for student in expected:
+            gradebook.remove_submission(course.ASSIGNMENT, student)
+    with record.Recorder(root, course.ASSIGNMENT) as recorder:
+        scores = {student: recorder.record(student, executed[student]) for student in expected}
+    for student in expected:
+        assert _rows(root, student) == expected[student]
+        assert scores[student] == {name: score for name, score, _ in expected[student][0]}
+    assert scores["amy"] != scores["bob"]  # a correct and a wrong function
+
+
+def test_a_recording_that_fails_writes_nothing(graded, tmp_path):
+    root = tmp_path / "course"
+    shutil.copytree(graded, root, symlinks=True)
+    before = _rows(root, "amy")
+    broken = tmp_path / "executed"
+    shutil.copytree(root / "autograded" / "bob" / course.ASSIGNMENT, broken)
+    (broken / f"{course.ASSIGNMENT}.ipynb").write_text("{ not json")
+    with record.Recorder(root, course.ASSIGNMENT) as recorder, pytest.raises(ValueError):
+        recorder.record("amy", broken)
+    assert _rows(root, "amy") == before
+
+
+def test_the_quick_metadata_check_rejects_what_nbgraders_rejects(graded):
+    import copy
+
+    from nbgrader.preprocessors import CheckCellMetadata
+
+    from lmlogits_grader.nbgrader_plugins import QuickCheckCellMetadata
+
+    released = nbformat.read(
+        graded / "release" / course.ASSIGNMENT / f"{course.ASSIGNMENT}.ipynb", as_version=4)
+    cells = released.cells
+    grades = [i for i, c in enumerate(cells) if c.metadata.get("nbgrader", {}).get("grade")]
+    graded_cell = grades[0]
+    written_answer = next(i for i in grades if cells[i].cell_type == "markdown")
+
+    def corrupted(change, cell=graded_cell):
+        nb = copy.deepcopy(released)
+        change(nb.cells[cell].metadata.nbgrader)
+        return nb
+
+    cases = {
+        "as released": released,
+        "points not a number": corrupted(lambda m: m.update(points="many")),
+        "unknown key": corrupted(lambda m: m.update(extra=1)),
+        "old schema": corrupted(lambda m: m.update(schema_version=1)),
+        "grade id missing": corrupted(lambda m: m.pop("grade_id")),
+        # nbgrader's own rule beyond the schema: a graded markdown cell is a solution
+        "markdown grade cell": corrupted(lambda m: m.update(solution=False), written_answer),
+    }
+    outcomes = {}
+    for name, nb in cases.items():
+        for check in (CheckCellMetadata(), QuickCheckCellMetadata()):
+            try:
+                check.preprocess(copy.deepcopy(nb), {})
+                outcomes.setdefault(name, []).append("valid")
+            except Exception as error:  # the same error from both
+                outcomes.setdefault(name, []).append(type(error).__name__)
+    assert outcomes.pop("as released") == ["valid", "valid"]
+    for name, (nbgraders, ours) in outcomes.items():
+        assert nbgraders != "valid" and ours == nbgraders, name
+
+
 def test_a_grade_changed_behind_the_graders_back_is_reported_not_exported(graded, capsys):
     from nbgrader.api import Gradebook
 

@@ -10,10 +10,9 @@ the work is split where nbgrader itself splits it:
    (:mod:`lmlogits_grader.execute`; warm: forked from the worker's zygote, see
    :mod:`lmlogits_grader.warm_kernel`) and is judged in the worker's own process
    (:mod:`lmlogits_grader.judge`);
-2. **record serially**: the main process takes each judged notebook and runs nbgrader's
-   autograde on it once more with execution and judging switched off, so nbgrader's own
-   ``SaveAutoGrades`` writes the grades into the one main gradebook, one at a time
-   (:mod:`lmlogits_grader.record`).
+2. **record serially**: the main process takes each judged notebook and lets nbgrader's
+   own ``SaveAutoGrades`` write its grades into the one main gradebook, one student per
+   transaction (:class:`lmlogits_grader.record.Recorder`).
 
 A journal (``autograded/.parallel-journal``) lists the students recorded so far, with a
 fingerprint of their submission and of the grader, so an interrupted run resumes where
@@ -44,8 +43,19 @@ from pathlib import Path
 from lmlogits_grader import collect, course, record, sandbox
 
 JOURNAL = record.JOURNAL
-EXECUTED = record.EXECUTED
 WORKERS_DIR = ".parallel-workers"
+# appended to a worker's copy of the course config: a worker executes and judges; the
+# main process records the grades (record.Recorder), so the worker writes none
+WORKER_CONFIG = """
+
+# --- added for a parallel worker (lmlogits_grader.parallel) ---
+from nbgrader.preprocessors import AssignLatePenalties as _Late, SaveAutoGrades as _Save
+
+c.Autograde.autograde_preprocessors = [
+    step for step in c.Autograde.autograde_preprocessors
+    if not (isinstance(step, type) and issubclass(step, (_Save, _Late)))
+]
+"""
 
 _worker_api = None
 _worker_root: Path | None = None
@@ -67,6 +77,8 @@ def _worker_course(root: Path, index: int) -> Path:
     shutil.rmtree(worker, ignore_errors=True)
     worker.mkdir(parents=True)
     shutil.copy(root / "nbgrader_config.py", worker / "nbgrader_config.py")
+    with open(worker / "nbgrader_config.py", "a") as config:
+        config.write(WORKER_CONFIG)
     for folder in ("source", "release"):
         shutil.copytree(root / folder, worker / folder)
     shutil.copy(root / "gradebook.db", worker / "gradebook.db")
@@ -132,7 +144,12 @@ def _init_pool_process(free_roots, warm: bool) -> None:
 
 def _fetch_model_once() -> None:
     """Download or build the model before the workers start, so that N zygotes do not
-    all download it at once; a model that cannot be had fails here, clearly."""
+    all download it at once; a model that cannot be had fails here, clearly. A model
+    already on disk costs nothing here (no torch import)."""
+    import lmlogits
+
+    if Path(lmlogits.resolve_model()).is_dir():  # built, cached or a local folder
+        return
     code = "import lmlogits; lmlogits.load_model_and_tokenizer()"
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -185,7 +202,7 @@ def grade_in_parallel(
     if warm:
         _fetch_model_once()
     roots = [str(_worker_course(root, i)) for i in range(workers)]
-    record_api = record.record_api(root)
+    recorder = record.Recorder(root, assignment)
     serial_api = course.api_for(root)
     start = time.perf_counter()
 
@@ -197,7 +214,7 @@ def grade_in_parallel(
     free_roots = context.Queue()
     for slot, worker_root in enumerate(roots, start=1):
         free_roots.put((slot, worker_root))
-    with ProcessPoolExecutor(
+    with recorder, ProcessPoolExecutor(
         max_workers=workers,
         mp_context=context,
         initializer=_init_pool_process,
@@ -212,17 +229,23 @@ def grade_in_parallel(
                     _, executed = future.result()
                 except Exception:  # the worker itself broke: grade this one here
                     executed = None
+                scores = None
                 if executed is not None:
-                    ok = record.record(record_api, root, student, Path(executed), assignment)
-                else:
+                    try:
+                        scores = recorder.record(student, Path(executed))
+                    except Exception as error:  # logged; graded again here
+                        print(f"{student}: could not record ({error!r}); grading it here",
+                              file=sys.stderr)
+                if scores is None:
                     result = serial_api.autograde(assignment, student, force=True, create=True)
                     ok = bool(result.get("success"))
+                else:
+                    ok = True
                 outcome[student] = ok
                 if ok:
-                    record.mark_recorded(root, student, assignment)
+                    record.mark_recorded(root, student, assignment, scores)
                 report(student)
     shutil.rmtree(root / WORKERS_DIR, ignore_errors=True)
-    shutil.rmtree(root / EXECUTED, ignore_errors=True)
     return outcome
 
 
