@@ -42,6 +42,11 @@ _DYNAMIC_LOOKUP_REASONS: Mapping[str, str] = {
     "exec": "`exec()` runs code that can read and change any notebook variable",
 }
 
+# Names a Jupyter kernel puts in the notebook's namespace itself, standing for its own
+# versions of built-ins (``open``, ``exit``, ``quit``) or for its helpers; using them is
+# like using a built-in, as long as the notebook has not rebound them.
+_KERNEL_NAMES = frozenset({"open", "exit", "quit", "get_ipython", "display"})
+_KERNEL_MODULES = frozenset({"IPython", "ipykernel", "io", "_io"})
 _MAX_SOURCE_CHARS = 80
 _FIX = "Pass it in as a parameter, or compute it inside the function."
 
@@ -279,6 +284,14 @@ def _builtins_namespace(func: types.FunctionType) -> Mapping[str, Any]:
     return vars(builtins)
 
 
+def _provided_by_the_kernel(name: str, value: Any) -> bool:
+    """Whether ``value`` is what a Jupyter kernel itself binds to ``name``."""
+    if name not in _KERNEL_NAMES or not callable(value):
+        return False
+    module = getattr(value, "__module__", None)
+    return isinstance(module, str) and module.split(".")[0] in _KERNEL_MODULES
+
+
 def _problem_with(
     name: str,
     uses: list[_NameUse],
@@ -295,6 +308,8 @@ def _problem_with(
         value = func.__globals__[name]
         if name == func.__name__ and _is_same_function(value, func):
             return None  # recursion: the function calls itself
+        if _provided_by_the_kernel(name, value):
+            return None  # the kernel's own `open`, `display`, ...: like a built-in
         if name in builtins_ns:
             return (
                 f"a notebook variable that shadows (hides) Python's built-in `{name}`. "

@@ -7,10 +7,15 @@ scores are tuples ``(steps 1-5, k_rows, matches_reference, probabilities, global
 without_globals)`` with the fair values of the base kinds:
 
 - ``correct``      (5, 2, 4, 1, 2, 3) = 17
-- ``off_by_one``   (5, 2, 0, 1, 2, 0) = 10   logits[0, -2]: right form, wrong tokens
-- ``ignores_k``    (5, 0, 0, 1, 2, 0) =  8   always 10 rows
-- ``not_a_table``  (5, 0, 0, 0, 2, 0) =  7   no DataFrame / no answers after step 5
-  (the global-variable rule is judged on the submitted source, so it keeps its 2)
+- ``off_by_one``   (5, 2, 0, 1, 2, 3) = 13   logits[0, -2]: right form, wrong tokens
+- ``ignores_k``    (5, 0, 0, 1, 2, 3) = 11   always 10 rows
+- ``not_a_table``  (5, 0, 0, 0, 2, 3) = 10   returns something else than a DataFrame,
+  the same with or without the notebook's variables (each mistake costs once)
+- ``no_answer``    (5, 0, 0, 0, 2, 0) =  7   no answers after step 5 (the kernel exits,
+  dies or never returns): the global-variable rule is judged on the submitted source,
+  so it keeps its 2; nothing can be compared without the notebook's variables
+- ``nothing``      (5, 0, 0, 0, 0, 0) =  5   every call raises or returns None: the
+  function is not written yet and earns no function points
 
 Every attack is bounded: its loops stop by themselves within seconds, its processes
 within two minutes, its memory and disk by the sandbox's limits (and, should those
@@ -29,10 +34,13 @@ import nbformat
 from lmlogits_grader import submissions
 
 CORRECT = (5, 2, 4, 1, 2, 3)
-OFF_BY_ONE = (5, 2, 0, 1, 2, 0)
-IGNORES_K = (5, 0, 0, 1, 2, 0)
-NOT_A_TABLE = (5, 0, 0, 0, 2, 0)
-# off_by_one whose forged answers say 5 rows whatever k was: k = 1 and 10 fail
+OFF_BY_ONE = (5, 2, 0, 1, 2, 3)
+IGNORES_K = (5, 0, 0, 1, 2, 3)
+NOT_A_TABLE = (5, 0, 0, 0, 2, 3)
+NO_ANSWER = (5, 0, 0, 0, 2, 0)
+NOTHING = (5, 0, 0, 0, 0, 0)
+# off_by_one whose forged answers say 5 rows whatever k was: k = 1 and 10 fail, and the
+# forged calls in the notebook differ from the (unforged) calls without its variables
 FIVE_ROWS = (5, 0, 0, 1, 2, 0)
 LEAK = "LEAK:"
 LEAK_CODE = '"LE" "AK:"'  # prints LEAK: without the word being in the notebook's source
@@ -695,21 +703,21 @@ ATTACKS = {
     "always_equal": (always_equal, NOT_A_TABLE, "objects equal to everything"),
     "fake_dataframe": (fake_dataframe, IGNORES_K, "a DataFrame that lies about its length"),
     # all/any/sum patched break pandas inside its own function: it earns what that returns
-    "patched_builtins": (patched_builtins, NOT_A_TABLE, "patch all, any, sum"),
+    "patched_builtins": (patched_builtins, NOTHING, "patch all, any, sum"),
     "patched_libraries": (patched_libraries, OFF_BY_ONE, "patch torch, pandas, math"),
     "fake_grader_modules": (fake_grader_modules, OFF_BY_ONE, "fake grader in sys.modules"),
     "custom_exception_handler": (custom_exception_handler, OFF_BY_ONE, "swallow all errors"),
     "forged_probe_answers": (forged_probe_answers, FIVE_ROWS, "rewrite the grader's answers"),
     "forged_metadata": (forged_metadata, OFF_BY_ONE, "hand in verdicts and outputs"),
     # the kernel exits after step 5: nothing left to call; the source reads no globals
-    "exits_early": (exits_early, NOT_A_TABLE, "exit before the tests"),
+    "exits_early": (exits_early, NO_ANSWER, "exit before the tests"),
     # graded on the function the notebook ends with
-    "redefines_function_late": (redefines_function_late, NOT_A_TABLE,
+    "redefines_function_late": (redefines_function_late, NOTHING,
                                 "a wrong function after the tests"),
     "reads_grader_and_course": (reads_grader_and_course, CORRECT, "open the grader and course"),
     "searches_the_filesystem": (searches_the_filesystem, CORRECT, "look for gradebooks"),
     "prints_hidden_inputs": (prints_hidden_inputs, CORRECT, "print the hidden phrases"),
-    "hidden_input_in_exception": (hidden_input_in_exception, NOT_A_TABLE,
+    "hidden_input_in_exception": (hidden_input_in_exception, NOTHING,
                                   "raise with the hidden phrase"),
     "hidden_input_in_type_name": (hidden_input_in_type_name, NOT_A_TABLE,
                                   "a class named after the hidden phrase"),
@@ -738,9 +746,9 @@ ATTACKS = {
     "scripts_in_html": (scripts_in_html, CORRECT, "scripts in displayed HTML"),
     "script_in_markdown_answer": (script_in_markdown_answer, CORRECT, "script in an answer"),
     # every cell that calls the function times out, then the kernel is stopped
-    "catches_base_exception": (catches_base_exception, NOT_A_TABLE,
+    "catches_base_exception": (catches_base_exception, NO_ANSWER,
                                "swallow the grader's interrupts"),
-    "ignores_signals_holding_the_gil": (ignores_signals_holding_the_gil, NOT_A_TABLE,
+    "ignores_signals_holding_the_gil": (ignores_signals_holding_the_gil, NO_ANSWER,
                                         "ignore signals in a C loop"),
     "fork_loop": (fork_loop, CORRECT, "fork until it fails"),
     "threads_loop": (threads_loop, CORRECT, "start threads until it fails"),

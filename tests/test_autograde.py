@@ -35,15 +35,22 @@ EXPECTED = {
     "global_phrase": (2, 0, 1, 0, 0),
     # reads the notebook's last_token_probabilities
     "global_probabilities": (2, 0, 1, 0, 0),
-    "returns_list": (0, 0, 0, 2, 0),
-    "returns_dict": (0, 0, 0, 2, 0),
-    "wrong_columns": (0, 0, 0, 2, 0),
+    # not a DataFrame: the same with or without the notebook's variables, so the
+    # global-variable checks are earned (each mistake costs once)
+    "returns_list": (0, 0, 0, 2, 3),
+    "returns_dict": (0, 0, 0, 2, 3),
+    "wrong_columns": (0, 0, 0, 2, 3),
     # logits[0, -2]: right form, wrong tokens
-    "off_by_one": (2, 0, 1, 2, 0),
-    "returns_logits": (2, 0, 0, 2, 0),
+    "off_by_one": (2, 0, 1, 2, 3),
+    "returns_logits": (2, 0, 0, 2, 3),
     # always 10 rows
-    "ignores_k": (0, 0, 1, 2, 0),
-    "raises": (0, 0, 0, 2, 0),
+    "ignores_k": (0, 0, 1, 2, 3),
+    # every call raises: not written yet, no function points at all
+    "raises": (0, 0, 0, 0, 0),
+    # the released stub (raise NotImplementedError) left as it is
+    "unwritten": (0, 0, 0, 0, 0),
+    # builds the table but forgets to return it
+    "returns_none": (0, 0, 0, 0, 0),
     # never returns: stopped by the timeouts; its code reads no globals
     "infinite_loop": (0, 0, 0, 2, 0),
     # os._exit in the function: the kernel dies at the first call, after step 5; the
@@ -56,7 +63,7 @@ EXPECTED = {
     # test_matches_reference deleted: that cell only scores 0
     "deleted_test_cell": (2, None, 1, 2, 3),
     # ignores k, and replaced two test cells by `pass`: the tests are restored
-    "edited_test_cells": (0, 0, 1, 2, 0),
+    "edited_test_cells": (0, 0, 1, 2, 3),
     # answer cells moved to the top and the plot to the end: graded by id, not place
     "moved_cells": (2, 4, 1, 2, 3),
     # test_step1 pasted twice: graded once, batch goes on

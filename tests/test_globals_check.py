@@ -456,6 +456,37 @@ def test_global_shadowing_a_builtin_is_flagged_and_says_so() -> None:
     ]
 
 
+def test_names_the_kernel_itself_defines_count_as_builtins() -> None:
+    # a real IPython shell's namespace: it binds its own open, exit, quit, get_ipython
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        namespace = {**course_notebook_globals(), "display": __import__("IPython").display.display}
+        for name in ("open", "exit", "quit", "get_ipython"):
+            assert name in shell.user_ns, name
+            namespace[name] = shell.user_ns[name]
+        func = make_function(
+            """
+            def predict_next_tokens(phrase, k):
+                with open("/dev/null") as handle:
+                    handle.read()
+                display(phrase)
+                if get_ipython() is None:
+                    exit()
+                return pd.DataFrame({"tokens": [phrase] * k})
+            """,
+            namespace,
+        )
+        check_global_vars(func, allowed_globals=COURSE_ALLOWED)  # nothing to report
+        # rebound by the notebook, the same names are notebook variables again
+        namespace["open"] = "notes.txt"
+        rebound = make_function("def f(k):\n    return open[:k]\n", namespace)
+        assert "shadows (hides) Python's built-in `open`" in error_message(rebound)
+    finally:
+        InteractiveShell.clear_instance()
+
+
 def test_unshadowed_builtin_with_the_same_name_is_fine() -> None:
     func = make_function(
         """

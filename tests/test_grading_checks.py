@@ -114,6 +114,82 @@ def test_logits_instead_of_probabilities_are_explained():
     assert not verdict.passed and "look like logits" in verdict.message
 
 
+# --- each mistake costs once ----------------------------------------------------------
+
+
+def _isolated(**outcome):
+    return [Call(p, k, hidden, **outcome) for p, k, hidden in probe.ISOLATED_CALLS]
+
+
+def _without_globals(in_notebook, alone, with_decoys=None):
+    settings = [alone, alone if with_decoys is None else with_decoys]
+    return checks.check_works_without_notebook_globals(in_notebook, settings)
+
+
+def test_a_wrong_answer_that_reads_no_globals_keeps_the_global_points():
+    wrong = _isolated(table=table([3, 4, 5, 0, 1]))  # the same wrong table both ways
+    verdict = _without_globals(wrong, wrong)
+    assert verdict.passed, verdict.message
+    not_a_table = _isolated(other_type="list")
+    assert _without_globals(not_a_table, not_a_table).passed
+
+
+def test_an_answer_that_changes_without_the_notebook_variables_fails():
+    in_notebook = _isolated(table=table([0, 1, 2, 3, 4]))
+    verdict = _without_globals(in_notebook, _isolated(error="NameError", error_message="x"))
+    assert not verdict.passed
+    assert "raised NameError, while in the notebook it did not" in verdict.message
+    assert "depends on a notebook variable" in verdict.message
+    decoyed = _isolated(table=table([4, 3, 2, 1, 0]))
+    verdict = _without_globals(in_notebook, in_notebook, with_decoys=decoyed)
+    assert not verdict.passed and "with the notebook's other variables changed" in (
+        verdict.message)
+    assert "hidden phrase" not in verdict.message
+
+
+def test_probabilities_may_differ_by_rounding_only():
+    in_notebook = _isolated(table=table([0, 1, 2, 3, 4]))
+    close = _isolated(table=table([0, 1, 2, 3, 4], [p + 1e-6 for p in PROBABILITIES[:5]]))
+    far = _isolated(table=table([0, 1, 2, 3, 4], [p + 1e-2 for p in PROBABILITIES[:5]]))
+    assert _without_globals(in_notebook, close).passed
+    assert not _without_globals(in_notebook, far).passed
+
+
+def _answers(**outcome):
+    """Every function probe's answer, each call with ``outcome`` (the kernel's JSON)."""
+    answers = {}
+    specs = {**probe.CALLS, "test_works_without_notebook_globals": probe.ISOLATED_CALLS}
+    for cell, cell_specs in specs.items():
+        calls = [dict(outcome) for _ in cell_specs]
+        answers[cell] = {"cell": cell, "defined": True, "calls": calls,
+                         "isolated": [calls, calls]}
+    return answers
+
+
+@pytest.mark.parametrize("outcome, shown", [
+    ({"error": "NotImplementedError", "message": ""}, "every call raised NotImplementedError"),
+    ({"result": {"kind": "other", "type": "NoneType"}}, "it returns None"),
+])
+def test_a_function_never_written_earns_no_function_points(outcome, shown):
+    answers = _answers(**outcome)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("def predict_next_tokens(phrase, k):\n"
+                                          "    raise NotImplementedError")]
+    assert judge.check_no_global_vars(nb).passed  # reads no globals: passed before
+    for cell in judge.JUDGED_CELLS - set(judge._STEP_CHECKS):
+        verdict = judge.decide(cell, answers.get(cell), nb, REFERENCE, answers=answers)
+        assert not verdict.passed, cell
+    verdict = judge.decide("test_no_global_vars", None, nb, REFERENCE, answers=answers)
+    assert shown in verdict.message and "does not return anything yet" in verdict.message
+
+
+def test_a_function_that_works_on_some_phrases_is_written():
+    calls = [Call("a", 5, True, error="IndexError"), Call("b", 5, True, table=table([0]))]
+    assert checks.never_written(calls) == ""
+    assert checks.never_written([Call("a", 5, True, timed_out=True)]) == ""
+    assert checks.never_written([]) == ""
+
+
 # --- what comes back from the kernel is untrusted --------------------------------------
 
 MALFORMED_ANSWERS = [

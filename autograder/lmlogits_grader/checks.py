@@ -229,18 +229,18 @@ def check_matches_reference(calls: Sequence[Call], reference: Reference) -> Verd
     if not calls:
         return Verdict(False, "predict_next_tokens is not defined")
     wrong, first_problem = 0, ""
-    for number, call in enumerate(calls, start=1):
+    for call in calls:
         problem = _call_problem(call) or table_problem(call.table, call.k, True)
         if not problem:
             problem = reference_problem(call.table, call.phrase, call.k, reference)
         if problem:
             wrong += 1
-            first_problem = first_problem or f"hidden phrase {number}: {problem}"
+            first_problem = first_problem or problem
     if wrong:
         return Verdict(
             False,
             f"{wrong} of {len(calls)} hidden phrases give a different top-k than the reference "
-            f"(first one: {first_problem}). Check that the function uses its `phrase` and `k` "
+            f"(one of them: {first_problem}). Check that the function uses its `phrase` and `k` "
             "parameters, the last position's logits, and softmax over the vocabulary.",
         )
     return Verdict(True, f"matches the reference on all {len(calls)} hidden phrases")
@@ -275,32 +275,98 @@ def check_returns_probabilities(calls: Sequence[Call], reference: Reference) -> 
     return Verdict(True, "returns probabilities (in (0, 1], at most 1 in total)")
 
 
-def check_works_without_notebook_globals(
-    settings: Sequence[Sequence[Call] | None], reference: Reference
-) -> Verdict:
-    """Right answers when only the allowed globals exist, and when leftovers are decoys.
+def never_written(calls: Sequence[Call]) -> str:
+    """Why the function counts as not written yet ('' when it is written): every call
+    made in the notebook raised (the stub raises ``NotImplementedError``) or returned
+    None. Such a function earns none of the function's points."""
+    if not calls or any(call.lost or call.timed_out for call in calls):
+        return ""
+    returned_none = [not c.error and c.table is None and c.other_type == "NoneType"
+                     for c in calls]
+    if not all(call.error or none for call, none in zip(calls, returned_none, strict=True)):
+        return ""
+    names = {call.error if call.error in _BUILTIN_ERRORS else "an exception"
+             for call in calls if call.error}
+    if not names:
+        outcome = "it returns None"
+    elif len(names) == 1 and all(call.error for call in calls):
+        outcome = f"every call raised {names.pop()}"
+    else:
+        outcome = "every call raised an exception or returned None"
+    return (f"predict_next_tokens does not return anything yet ({outcome}): the function's "
+            "checks count once it returns a DataFrame")
 
-    ``settings``: the calls made with only ``torch``, ``tokenizer``, ``pd``, ``model``
-    as globals, then with the notebook's other variables replaced by decoys; None for a
-    setting when the function is not a plain Python function.
+
+def _same_table(a: Table, b: Table) -> bool:
+    if a.columns != b.columns or a.rows != b.rows or a.tokens != b.tokens:
+        return False
+    if (a.probabilities is None) != (b.probabilities is None):
+        return False
+    for p, q in zip(a.probabilities or (), b.probabilities or (), strict=False):
+        if (p is None) != (q is None) or (p is not None and abs(p - q) > PROBABILITY_TOLERANCE):
+            return False
+    return len(a.probabilities or ()) == len(b.probabilities or ())
+
+
+def _difference(alone: Call, in_notebook: Call) -> str:
+    """How a call made without the notebook's variables differs from the same call made
+    in the notebook; '' when the outcome is the same (right or wrong alike)."""
+    if alone.lost:
+        return "stopped answering"
+    if alone.timed_out:
+        return "" if in_notebook.timed_out else "did not finish in time"
+    if alone.error:
+        if alone.error == in_notebook.error:
+            return ""
+        name = alone.error if alone.error in _BUILTIN_ERRORS else "an exception"
+        return f"raised {name}, while in the notebook it did not"
+    if in_notebook.error:
+        return "returned a result, while in the notebook it raised an exception"
+    if alone.table is None or in_notebook.table is None:
+        if alone.table is None and in_notebook.table is None:
+            return "" if alone.other_type == in_notebook.other_type else "returned another type"
+        return "returned another type"
+    return "" if _same_table(alone.table, in_notebook.table) else "returned a different table"
+
+
+def check_works_without_notebook_globals(
+    in_notebook: Sequence[Call], settings: Sequence[Sequence[Call] | None]
+) -> Verdict:
+    """The same result with only the allowed globals, and with the notebook's other
+    variables replaced by decoys, as in the notebook itself.
+
+    Whether that result is *right* is the other checks' business: a function that reads
+    no notebook variable passes this check even when its answer is wrong, and a function
+    whose answer changes without the notebook's variables fails it even when the
+    notebook happens to hold the right ones.
+
+    ``in_notebook``: the calls made in the notebook; ``settings``: the same calls with
+    only ``torch``, ``tokenizer``, ``pd``, ``model`` as globals, then with decoys; None
+    for a setting when the function is not a plain Python function.
     """
     descriptions = (
         "with only torch, tokenizer, pd and model defined",
         "with the notebook's other variables changed",
     )
-    if not settings:
+    if not in_notebook or not settings:
         return Verdict(False, "predict_next_tokens is not defined")
+    unwritten = never_written(in_notebook)
+    if unwritten:
+        return Verdict(False, unwritten)
+    for call in in_notebook:
+        if call.lost or call.timed_out:
+            return Verdict(False, f"in the notebook itself, the function {_call_problem(call)}: "
+                                  "there is no result to compare with")
     for description, calls in zip(descriptions, settings, strict=False):
         if calls is None:
             return Verdict(False, "predict_next_tokens is not a plain Python function")
-        for call in calls:
-            problem = _call_problem(call) or table_problem(call.table, call.k, True)
-            if not problem:
-                problem = reference_problem(call.table, call.phrase, call.k, reference)
-            if problem:
+        for alone, with_notebook in zip(calls, in_notebook, strict=False):
+            difference = _difference(alone, with_notebook)
+            if difference:
                 return Verdict(
                     False,
-                    f"called {description}, the function fails: {problem}. It must compute "
-                    "everything from its parameters (see check_global_vars).",
+                    f"called {description}, the function {difference}: it depends on a "
+                    "notebook variable. Compute everything from the parameters and torch, "
+                    "tokenizer, pd, model (check_global_vars names the variable).",
                 )
-    return Verdict(True, "gives the right answer without the notebook's other variables")
+    return Verdict(True, "gives the same result without the notebook's other variables")

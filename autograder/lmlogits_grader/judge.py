@@ -366,10 +366,14 @@ JUDGED_CELLS = frozenset(_STEP_CHECKS) | frozenset(_CALL_CHECKS) | {
 
 
 def decide(grade_id: str, answer: object, nb: NotebookNode, reference: Reference,
-           lost_reason: str = "") -> Verdict:
-    """The verdict for one graded cell, from the probe's answer (untrusted) and the source."""
+           lost_reason: str = "", answers: dict | None = None) -> Verdict:
+    """The verdict for one graded cell, from the probe's answer (untrusted) and the source.
+
+    ``answers``: every probed cell's answer, for the checks that look past their own
+    cell (an unwritten function earns no global-variable points)."""
     if grade_id == "test_no_global_vars":
-        return check_no_global_vars(nb)
+        unwritten = checks.never_written(calls_in_notebook(answers or {}))
+        return Verdict(False, unwritten) if unwritten else check_no_global_vars(nb)
     if not isinstance(answer, dict) or answer.get("cell") != grade_id:
         return Verdict(False, lost_reason or "this check got no answer from the notebook "
                                              "(did the kernel die or stop answering?)")
@@ -383,12 +387,25 @@ def decide(grade_id: str, answer: object, nb: NotebookNode, reference: Reference
     if grade_id in _CALL_CHECKS:
         specs = probe.CALLS[grade_id]
         return _CALL_CHECKS[grade_id](parse_calls(specs, answer.get("calls")), reference)
+    in_notebook = parse_calls(probe.ISOLATED_CALLS, answer.get("calls"))
     settings = answer.get("isolated")
     settings = settings if isinstance(settings, list) else []
     parsed = [None if s is None else parse_calls(probe.ISOLATED_CALLS, s) for s in settings[:2]]
     if len(parsed) < 2:
         parsed += [[parse_call(spec, None) for spec in probe.ISOLATED_CALLS]] * (2 - len(parsed))
-    return checks.check_works_without_notebook_globals(parsed, reference)
+    return checks.check_works_without_notebook_globals(in_notebook, parsed)
+
+
+def calls_in_notebook(answers: dict) -> list[Call]:
+    """Every call the probes made to the function in the notebook (not the isolated
+    ones), parsed; cells whose answer is missing give none."""
+    specs = {**probe.CALLS, "test_works_without_notebook_globals": probe.ISOLATED_CALLS}
+    calls: list[Call] = []
+    for grade_id, cell_specs in specs.items():
+        answer = answers.get(grade_id)
+        if isinstance(answer, dict) and answer.get("cell") == grade_id and answer.get("defined"):
+            calls += parse_calls(cell_specs, answer.get("calls"))
+    return calls
 
 
 def verdict_outputs(verdict: Verdict) -> list[NotebookNode]:
@@ -447,7 +464,8 @@ class Judge(NbGraderPreprocessor):
             if broken:
                 verdict = Verdict(False, f"this submission could not be graded: {broken}")
             else:
-                verdict = decide(grade_id, answers.get(grade_id), nb, reference(), lost_reason)
+                verdict = decide(grade_id, answers.get(grade_id), nb, reference(), lost_reason,
+                                 answers)
             cell.outputs = verdict_outputs(verdict)
             if grade_id in probe.FUNCTION_CELLS and not broken:
                 cell.outputs.insert(0, NotebookNode(

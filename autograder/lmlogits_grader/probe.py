@@ -218,6 +218,8 @@ def probe_source(cell: str, seconds: float, skip_calls: bool = False) -> str | N
     if cell in CALLS:
         spec["calls"] = [[p, k] for p, k, _ in CALLS[cell]]
     if cell == "test_works_without_notebook_globals":
+        # the same calls in the notebook first, then without its variables
+        spec["calls"] = [[p, k] for p, k, _ in ISOLATED_CALLS]
         spec["isolated"] = [[p, k] for p, k, _ in ISOLATED_CALLS]
         spec["allowed"] = list(ALLOWED_GLOBALS)
         spec["leftovers"] = list(NOTEBOOK_LEFTOVERS)

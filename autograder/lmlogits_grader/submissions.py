@@ -100,8 +100,10 @@ def _index(nb, grade_id: str) -> int:
     return nb.cells.index(_cell(nb, grade_id))
 
 
-def correct_submission(assignment: str = ASSIGNMENTS[0], answer_questions: bool = True):
-    """The released notebook with every blank filled in as the solution does."""
+def correct_submission(assignment: str = ASSIGNMENTS[0], answer_questions: bool = True,
+                       solve: bool = True):
+    """The released notebook with every blank filled in as the solution does (with
+    ``solve``; otherwise the code blanks are left as released)."""
     import nbformat
 
     from lmlogits_grader.generate import SOURCE_DIR
@@ -112,7 +114,7 @@ def correct_submission(assignment: str = ASSIGNMENTS[0], answer_questions: bool 
     solved = solution_copy(source, location, assignment)
     for cell in released.cells:
         grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if cell.metadata["nbgrader"].get("solution") and cell.cell_type == "code":
+        if cell.metadata["nbgrader"].get("solution") and cell.cell_type == "code" and solve:
             cell.source = _cell(solved, grade_id).source
         elif grade_id in ANSWERS and answer_questions:
             cell.source = ANSWERS[grade_id]
@@ -131,6 +133,14 @@ def make_submission(kind: str, assignment: str = ASSIGNMENTS[0]):
     elif kind == "syntax_error":
         source = _function_source(CORRECT_BODY)
         function.source = source.replace("return pd.DataFrame(", "return pd.DataFrame((", 1)
+    elif kind == "unwritten":
+        # the function's cell left as released (its stub raises NotImplementedError)
+        released = correct_submission(assignment, answer_questions=False, solve=False)
+        function.source = _cell(released, "predict_next_tokens").source
+    elif kind == "returns_none":
+        # computes the table but forgets to return it
+        function.source = _function_source(CORRECT_BODY.replace("return pd.DataFrame(",
+                                                                "table = pd.DataFrame("))
     elif kind == "deleted_test_cell":
         del nb.cells[_index(nb, "test_matches_reference")]
     elif kind == "edited_test_cells":
@@ -184,6 +194,8 @@ def make_submission(kind: str, assignment: str = ASSIGNMENTS[0]):
 KINDS = (
     *BODIES,
     "global_phrase",
+    "unwritten",
+    "returns_none",
     "syntax_error",
     "deleted_test_cell",
     "edited_test_cells",
