@@ -19,7 +19,9 @@ help:
 	@echo "make grade SUBMISSIONS=dir [WORKERS=n]  grade a folder of <student>.ipynb (n workers)"
 	@echo "                  (NO_SANDBOX=1 where bubblewrap cannot run: then nothing is isolated)"
 	@echo "make autograde [WORKERS=n]   grade everything in autograder/submitted in parallel"
-	@echo "make grade-export            refresh autograder/grades.csv (after manual grading)"
+	@echo "make grade-export            refresh the CSVs and feedback (after manual grading)"
+	@echo "                  (every grading command: COURSE=folder, default autograder/;"
+	@echo "                   ROSTER=canvas-export.csv maps student ids for grades-canvas.csv)"
 	@echo "make bench       serial nbgrader vs parallel grading, phase costs, memory"
 	@echo "make test        create .venv if needed, lint, run the whole test suite"
 	@echo "make notebooks   regenerate notebooks/ and solutions/ from autograder/source/"
@@ -50,19 +52,25 @@ $(STAMP): pyproject.toml requirements-dev.txt constraints.txt autograder/pyproje
 demo: $(STAMP) sandbox
 	PATH="$(CURDIR)/$(BIN):$$PATH" TOKENIZERS_PARALLELISM=false $(BIN)/python -m lmlogits_grader.demo
 
+# every grading command takes the course folder: COURSE=path (default autograder/)
+COURSE ?= autograder
+GRADE_OPTIONS = --course "$(COURSE)" $(if $(WORKERS),--workers $(WORKERS)) \
+	$(if $(NO_SANDBOX),--no-sandbox) $(if $(ROSTER),--canvas-roster "$(ROSTER)")
+
 grade: $(STAMP) sandbox
 	$(if $(SUBMISSIONS),,$(error give the folder of notebooks: make grade SUBMISSIONS=path/to/folder))
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m lmlogits_grader.grade_folder "$(SUBMISSIONS)" \
-		$(if $(WORKERS),--workers $(WORKERS)) $(if $(NO_SANDBOX),--no-sandbox)
+		$(GRADE_OPTIONS)
 
-# grade what is already in autograder/submitted (e.g. after `nbgrader zip_collect`)
+# grade what is already in $(COURSE)/submitted (e.g. after `nbgrader zip_collect`)
 autograde: $(STAMP) sandbox
-	$(if $(SUBMISSIONS),,$(error give the folder of notebooks: make grade SUBMISSIONS=path/to/folder))
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m lmlogits_grader.parallel --course autograder \
-		$(if $(WORKERS),--workers $(WORKERS)) $(if $(NO_SANDBOX),--no-sandbox)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m lmlogits_grader.grade_folder --from-submitted \
+		$(GRADE_OPTIONS)
 
+# after manual grading: the CSVs and the feedback again
 grade-export: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m lmlogits_grader.grade_folder --export-only
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m lmlogits_grader.grade_folder --export-only \
+		$(GRADE_OPTIONS)
 
 bench: $(STAMP) sandbox
 	$(TEST_ENV) LMLOGITS_MODEL=tiny $(BIN)/python benchmarks/bench_autograde.py

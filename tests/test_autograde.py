@@ -142,7 +142,15 @@ def test_feedback_explains_without_revealing_hidden_tests(graded_class):
 
 def test_feedback_of_a_correct_submission_shows_full_marks(graded_class):
     html = _feedback_html(graded_class[0], "correct")
-    assert re.search(r"17(\.0)?\s*/\s*23", html) or "Score: 17" in html
+    # 17 of 17 automatic points; Q1-Q3 (6 points) are not graded yet, not "0 / 2"
+    assert "(Score: 17 of the 17 points graded so far; 6 points awaiting grading)" in html
+    for question in ("q1", "q2", "q3"):
+        assert re.search(rf'<a href="#{question}">Written response</a> \(<span '
+                         r'class="awaiting-grading">awaiting grading</span>, 2 points\)', html)
+    assert "Score: 0.0 / 2.0" not in html
+    # the 1-point cells (steps 1-5, probabilities), in the list and at the cells
+    assert html.count("Score: 1.0 / 1.0") == 6 * 2
+    assert "white-space: pre-wrap" in html  # messages wrap instead of scrolling
 
 
 def _export(root: Path, name: str) -> dict[str, dict[str, str]]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -47,7 +49,35 @@ def serial_grades(tmp_path_factory):
     assert course.autograde(course.api_for(root), CLASS, progress=False) == dict.fromkeys(
         CLASS, True
     )
-    return course.cell_grades(root), _csv_without_timestamps(root)
+    course.feedback(course.api_for(root), CLASS)
+    return course.cell_grades(root), _csv_without_timestamps(root), root
+
+
+def _shown_cells(root: Path, student: str) -> list:
+    """What the feedback is made from: each cell's type, source and outputs (mime types
+    and contents), without execution counts and ids."""
+    nb = nbformat.read(root / "autograded" / student / course.ASSIGNMENT
+                       / f"{course.ASSIGNMENT}.ipynb", as_version=4)
+    shown = []
+    for cell in nb.cells:
+        outputs = [{k: v for k, v in output.items() if k not in ("execution_count", "metadata")}
+                   for output in cell.get("outputs", [])]
+        shown.append((cell.cell_type, cell.source, _without_random_ids(json.dumps(outputs))))
+    return shown
+
+
+def _without_random_ids(text: str) -> str:
+    """pandas' Styler ids (``#T_97cd1_row0``) and object addresses differ on every run."""
+    return re.sub(r"0x[0-9a-f]{6,}", "0x", re.sub(r"T_[0-9a-f]{5}_", "T_", text))
+
+
+def _feedback_without_ids(root: Path, student: str) -> str:
+    html = (root / "feedback" / student / course.ASSIGNMENT
+            / f"{course.ASSIGNMENT}.html").read_text()
+    html = re.sub(r"\d{4}-\d\d-\d\d[ T][\d:.]+", "<time>", html)  # timestamps
+    # the prompt of a cell whose kernel died: numbered by one kernel, not by the other
+    html = re.sub(r"In(?:\s|&nbsp;|&#160;)*\[(?:\s|&nbsp;|&#160;|\d)*\]:", "In [ ]:", html)
+    return _without_random_ids(re.sub(r'id="[^"]*"', 'id=""', html))
 
 
 @pytest.mark.parametrize("warm", [True, False], ids=["warm-kernels", "fresh-kernels"])
@@ -61,6 +91,17 @@ def test_parallel_grades_equal_serial_grades(tmp_path_factory, serial_grades, wa
     assert _csv_without_timestamps(root) == serial_grades[1]
     # the rubric still holds, so the comparison is not between two wrong answers
     assert sum(g.score for g in course.cell_grades(root)["amy"].values()) == 17
+    # the feedback too, cell by cell, the bar chart included
+    course.feedback(course.api_for(root), CLASS)
+    serial_root = serial_grades[2]
+    for student in CLASS:
+        assert _shown_cells(root, student) == _shown_cells(serial_root, student), student
+        assert _feedback_without_ids(root, student) == _feedback_without_ids(
+            serial_root, student), student
+    plot = submissions._cell(nbformat.read(
+        root / "autograded" / "amy" / course.ASSIGNMENT / f"{course.ASSIGNMENT}.ipynb",
+        as_version=4), "plot")
+    assert any("image/png" in output.get("data", {}) for output in plot.outputs)
 
 
 def test_killed_run_resumes_to_the_same_grades(tmp_path_factory, serial_grades):
@@ -84,6 +125,45 @@ def test_killed_run_resumes_to_the_same_grades(tmp_path_factory, serial_grades):
     assert all(outcome.values())
     assert course.cell_grades(root) == serial_grades[0]
     assert _csv_without_timestamps(root) == serial_grades[1]
+
+
+def _kernel_processes() -> list[int]:
+    """Processes running as one of the sandboxed kernels' users (61000 and up)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and entry.stat().st_uid >= 61000:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("cold", [False, True], ids=["warm-kernels", "fresh-kernels"])
+def test_no_kernel_outlives_a_killed_grading_process(tmp_path_factory, cold):
+    if os.geteuid() != 0:
+        pytest.skip("kernels run as users of their own only when grading as root")
+    assert not _kernel_processes(), "kernels left over from an earlier test"
+    root = _course_with(tmp_path_factory, "main-killed", {"loop": "infinite_loop"})
+    command = [sys.executable, "-m", "lmlogits_grader.parallel", "--course", str(root),
+               "--workers", "1", *(["--cold"] if cold else [])]
+    # only the main process is killed (as `kill <pid>` or an out-of-memory kill would):
+    # its workers, their launchers, zygotes and kernels must stop by themselves
+    process = subprocess.Popen(command, start_new_session=True, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not _kernel_processes() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert _kernel_processes(), "no kernel started"
+    time.sleep(2)  # the endless loop is running in the kernel
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 20
+    while _kernel_processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = _kernel_processes()
+    for pid in left:  # bounded: never leave them running
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
 
 
 def test_a_changed_submission_is_graded_again(tmp_path_factory):

@@ -34,6 +34,7 @@ from nbformat.notebooknode import NotebookNode
 
 BROKEN_KEY = "lmlogits_broken"  # notebook metadata: why this submission cannot be graded
 NOTES_FILE = "collect-notes.json"
+SKIPPED_FILE = "collect-skipped.json"  # files of the last collection not graded
 _STUDENT_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$")
 _KEPT_NOTEBOOK_METADATA = ("kernelspec", "language_info")
 MAX_BYTES = 50 * 1024 * 1024
@@ -47,6 +48,14 @@ class Collected:
     notes: dict[str, str] = field(default_factory=dict)  # student -> repairs or reason
     broken: dict[str, str] = field(default_factory=dict)  # student -> why it cannot be graded
     skipped: dict[str, str] = field(default_factory=dict)  # file name -> why
+
+
+def suggested_name(file_name: str) -> str | None:
+    """A file name that would be a usable student id (``Bad Name.ipynb`` ->
+    ``Bad_Name.ipynb``), or None when nothing usable is left."""
+    stem = file_name[: -len(".ipynb")] if file_name.lower().endswith(".ipynb") else file_name
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", stem).lstrip(".")[:100]
+    return f"{stem}.ipynb" if stem and _STUDENT_ID.match(stem) else None
 
 
 def student_id(file_name: str) -> tuple[str | None, str]:
@@ -149,7 +158,8 @@ def collect(folder: Path, root: Path, assignment: str) -> Collected:
     for path in files:
         student, why = student_id(path.name)
         if student is None:
-            result.skipped[path.name] = why
+            rename = suggested_name(path.name)
+            result.skipped[path.name] = why + (f"; rename it to {rename!r}" if rename else "")
             continue
         if student.lower() in seen:
             result.skipped[path.name] = f"a second file for student {seen[student.lower()]!r}"
@@ -173,6 +183,7 @@ def collect(folder: Path, root: Path, assignment: str) -> Collected:
     for name, why in result.skipped.items():
         print(f"skipped {name}: {why}", file=sys.stderr)
     save_notes(root, result.students, result.notes)
+    (root / SKIPPED_FILE).write_text(json.dumps(result.skipped, indent=1, sort_keys=True))
     return result
 
 
@@ -228,6 +239,15 @@ def save_notes(root: Path, students: list[str], notes: dict[str, str]) -> None:
         old.pop(student, None)
     old.update(notes)
     path.write_text(json.dumps(old, indent=1, sort_keys=True))
+
+
+def load_skipped(root: Path) -> dict[str, str]:
+    """The files the last collection did not grade: ``{file name: why}``."""
+    try:
+        skipped = json.loads((root / SKIPPED_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in skipped.items()} if isinstance(skipped, dict) else {}
 
 
 def load_notes(root: Path) -> dict[str, str]:

@@ -40,6 +40,21 @@ RUBRIC = {
 }
 
 
+# short column names for the grade table (README "Rubric" has the long ones)
+SHORT_NAMES = {
+    "test_step1": "s1", "test_step2": "s2", "test_step3": "s3", "test_step4": "s4",
+    "test_step5": "s5", "test_returns_k_rows": "rows", "test_matches_reference": "ref",
+    "test_returns_probabilities": "prob", "test_no_global_vars": "glob",
+    "test_works_without_notebook_globals": "alone", "q1": "q1", "q2": "q2", "q3": "q3",
+}
+TABLE_LEGEND = (
+    "s1-s5: steps 1-5; rows: DataFrame with k rows; ref: hidden phrases; prob: "
+    "probabilities;\nglob: check_global_vars; alone: same result without notebook "
+    "globals; q1-q3: written answers;\n'?' = waiting for manual grading (formgrader, or a "
+    "deleted graded cell); '-' = not in the gradebook."
+)
+_MAX_ID_WIDTH = 24
+
 TOTAL_POINTS = sum(points for _, points in RUBRIC.values())
 AUTO_POINTS = sum(points for cell, (_, points) in RUBRIC.items() if cell.startswith("test_"))
 
@@ -149,8 +164,14 @@ def print_progress(outcome: dict[str, bool], student: str, total: int, start: fl
 
 
 def feedback(api, students: Iterable[str], assignment: str = ASSIGNMENT) -> None:
+    """nbgrader's feedback page for each student, made readable (unfinished manual
+    grading shown as such, messages that wrap: see :mod:`lmlogits_grader.feedback`)."""
+    from lmlogits_grader import feedback as readable
+
+    root = Path(api.coursedir.root)
     for student in students:
         api.generate_feedback(assignment, student)
+        readable.rewrite(root, student, assignment)
 
 
 def cell_grades(root: Path, assignment: str = ASSIGNMENT) -> dict[str, dict[str, CellGrade]]:
@@ -166,6 +187,10 @@ def cell_grades(root: Path, assignment: str = ASSIGNMENT) -> dict[str, dict[str,
     }
 
 
+class NoGradebook(FileNotFoundError):
+    """Export was asked of a course folder that has no gradebook."""
+
+
 def export_csv(root: Path, path: Path, assignment: str = ASSIGNMENT) -> Path:
     """``nbgrader export``: one row per student, nbgrader's columns, manual grades included,
     plus a ``note`` column (repairs, or why a file could not be graded).
@@ -176,6 +201,11 @@ def export_csv(root: Path, path: Path, assignment: str = ASSIGNMENT) -> Path:
     from lmlogits_grader.collect import load_notes
     from lmlogits_grader.record import changed_behind_our_back
 
+    if not (Path(root) / "gradebook.db").is_file():
+        raise NoGradebook(
+            f"no gradebook in {str(root)!r}: nothing has been graded there yet (grade "
+            "first: make grade SUBMISSIONS=dir, or make autograde; COURSE=folder for "
+            "another course)")
     _quiet_nbgrader()
     nbgrader = Path(sys.executable).parent / "nbgrader"
     subprocess.run(
@@ -193,10 +223,11 @@ def export_csv(root: Path, path: Path, assignment: str = ASSIGNMENT) -> Path:
 def grade_table(grades: dict[str, dict[str, CellGrade]]) -> str:
     """A plain-text table: one row per student, one column per rubric part, and the total."""
     parts = list(RUBRIC)
-    header = ["student"] + [gid.replace("test_", "") for gid in parts] + ["auto", "total"]
+    header = ["student"] + [SHORT_NAMES[gid] for gid in parts] + ["auto", "total"]
     rows = []
     for student, cells in sorted(grades.items()):
-        row = [student]
+        shown = student if len(student) <= _MAX_ID_WIDTH else student[:_MAX_ID_WIDTH - 1] + "~"
+        row = [shown]
         for gid in parts:
             grade = cells.get(gid)
             if grade is None:
@@ -237,21 +268,26 @@ def add_notes(csv_path: Path, notes: dict[str, str], leave_out: set[str] = froze
             writer.writerow({**row, "note": notes.get(row.get("student_id", ""), "")})
 
 
-def report(root: Path, outcome: dict[str, bool], csv_path: Path) -> int:
-    """Print the grade table and where the CSV and feedback are; 1 if a student failed."""
-    from lmlogits_grader.collect import load_notes
+def report(root: Path, outcome: dict[str, bool], csv_path: Path,
+           extra_csvs: Iterable[Path] = ()) -> int:
+    """Print the grade table and where the CSVs and feedback are; 1 if a student failed."""
+    from lmlogits_grader.collect import load_notes, load_skipped
 
     print(grade_table(cell_grades(root)))
-    print(
-        "\n'?' = waiting for manual grading (formgrader, or a deleted graded cell); "
-        "'-' = cell missing from the gradebook."
-    )
+    print("\n" + TABLE_LEGEND)
     notes = load_notes(root)
     if notes:
         print("Notes:")
         for student, note in sorted(notes.items()):
             print(f"  {student}: {note}")
+    skipped = load_skipped(root)
+    if skipped:
+        print("Not graded (files that are not usable student ids; rename and grade again):")
+        for name, why in sorted(skipped.items()):
+            print(f"  {name}: {why}")
     print(f"Grades CSV: {csv_path}")
+    for path in extra_csvs:
+        print(f"            {path}")
     print(f"Feedback:   {root / 'feedback'}/<student>/{ASSIGNMENT}/{ASSIGNMENT}.html")
     failed = [student for student, ok in outcome.items() if not ok]
     if failed:

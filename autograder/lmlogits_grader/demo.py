@@ -58,13 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["LMLOGITS_MODEL"] = choose_model()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-    from lmlogits_grader import course, parallel, submissions
+    from lmlogits_grader import course, export, parallel, submissions
 
     root = args.course.resolve()
     shutil.rmtree(root, ignore_errors=True)
     course.new_course(root)
     api = course.api_for(root)
-    print(f"Course folder: {root}")
+    print(f"Course folder: {root} (made again by every `make demo`: grades given there "
+          "by hand are not kept; grade real classes with `make grade`)")
     course.generate(api)
     print(f"Generated the assignment: {root / 'release' / course.ASSIGNMENT}")
     for student, kind in DEMO_CLASS.items():
@@ -74,8 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     outcome = parallel.grade_in_parallel(root, list(DEMO_CLASS))
     course.feedback(api, DEMO_CLASS)
     csv_path = course.export_csv(root, root / "grades.csv")
+    extra = [export.per_cell_csv(root, root / "grades-per-cell.csv", course.ASSIGNMENT),
+             export.canvas_csv(root, root / "grades-canvas.csv", course.ASSIGNMENT)]
     print()
-    status = course.report(root, outcome, csv_path)
+    status = course.report(root, outcome, csv_path, extra)
     if args.no_sandbox:
         print(sandbox.UNSANDBOXED_WARNING)
     return status

@@ -405,13 +405,27 @@ def close_inherited_files(keep: tuple[int, ...] = (0, 1, 2)) -> None:
 # --- the fresh-kernel launcher (kernelspec argv) -------------------------------------
 
 
+def die_with_parent() -> None:
+    """This process is killed when the one that started it dies (a kernel launcher whose
+    grading process was killed must not keep its sandbox alive); exits at once if that
+    already happened."""
+    import ctypes
+
+    parent = os.getppid()
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent or parent == 1:
+        os._exit(1)
+
+
 def run_kernel(argv: list[str]) -> int:
     """What jupyter_client starts for a fresh sandboxed kernel: bwrap around ipykernel.
 
     bwrap's own init is PID 1 of the sandbox: when the kernel exits, or this launcher or
-    bwrap is killed, every process in the sandbox is killed. Interrupts are passed to
+    bwrap is killed, every process in the sandbox is killed; this launcher is killed when
+    the grading process that started it dies. Interrupts are passed to
     the kernel (the init's child); any other signal to this launcher stops the sandbox.
     """
+    die_with_parent()
     settings = SandboxSettings.from_json(os.environ[SETTINGS_ENV])
     kernel_dir = os.environ.get(KERNEL_DIR_ENV)
     inner = [sys.executable, "-m", "lmlogits_grader.sandbox", "enter", *argv]

@@ -37,6 +37,7 @@ from pathlib import Path
 SOCKET_ENV = "LMLOGITS_WARM_SOCKET"
 KERNEL_DIR_ENV = "LMLOGITS_KERNEL_DIR"  # sandbox.KERNEL_DIR_ENV: the launcher stays light
 _torch_threads = 1  # the zygote's torch thread count before it was set to 1
+_PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 
 
@@ -216,7 +217,16 @@ def start_zygote(socket_path: Path, kernel_parent: Path | None = None,
 
 
 def launch(argv: list[str]) -> int:
-    """Ask the zygote for a kernel with these ipykernel arguments; wait for it to end."""
+    """Ask the zygote for a kernel with these ipykernel arguments; wait for it to end.
+
+    Killed when the grading process that started it dies: the zygote then sees the
+    connection close and stops the kernel."""
+    import ctypes
+
+    parent = os.getppid()
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent or parent == 1:
+        return 1
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     connection.connect(os.environ[SOCKET_ENV])
     request = {
