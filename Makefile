@@ -12,7 +12,7 @@ COLAB_STAMP := $(COLAB_VENV)/.installed
 # Tests never touch the network; the built-in model stands in for distilgpt2.
 TEST_ENV := HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: help venv sandbox demo grade autograde grade-export bench test lint notebooks test-colab test-pythons constraints clean
+.PHONY: help venv sandbox browser demo grade autograde grade-export bench test lint notebooks test-colab test-pythons constraints clean
 
 help:
 	@echo "make demo        grade a sample class end to end and print the grade table"
@@ -41,6 +41,17 @@ sandbox:
 	     (apt-get update -qq >/dev/null && apt-get install -y -qq bubblewrap >/dev/null)) \
 	    && echo "installed bubblewrap (the grading sandbox)"; \
 	  else echo "$(BWRAP_HINT)"; fi; }
+
+# The feedback page is checked in a real browser: Debian's headless Chromium, installed
+# here when we are root with apt (otherwise those tests skip and say so).
+BROWSER_HINT := chromium is missing: install it (Debian/Ubuntu: sudo apt-get install chromium) to run the feedback page's browser tests
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null)) \
+	    && echo "installed chromium (the feedback page's browser tests)"; \
+	  else echo "$(BROWSER_HINT)"; fi; }
 
 $(STAMP): pyproject.toml requirements-dev.txt constraints.txt autograder/pyproject.toml | sandbox
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -78,7 +89,7 @@ bench: $(STAMP) sandbox
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: lint sandbox
+test: lint sandbox browser
 	$(TEST_ENV) $(BIN)/python -m pytest
 
 notebooks: $(STAMP)

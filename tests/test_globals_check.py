@@ -458,11 +458,15 @@ def test_global_shadowing_a_builtin_is_flagged_and_says_so() -> None:
 
 def test_names_the_kernel_itself_defines_count_as_builtins() -> None:
     # a real IPython shell's namespace: it binds its own open, exit, quit, get_ipython
-    from IPython.core.interactiveshell import InteractiveShell
+    interactiveshell = pytest.importorskip(
+        "IPython.core.interactiveshell",
+        reason="IPython is not installed here (make test-pythons installs only pytest)")
+    InteractiveShell = interactiveshell.InteractiveShell  # noqa: N806
 
     shell = InteractiveShell.instance()
     try:
-        namespace = {**course_notebook_globals(), "display": __import__("IPython").display.display}
+        display = __import__("IPython.display", fromlist=["display"]).display
+        namespace = {**course_notebook_globals(), "display": display}
         for name in ("open", "exit", "quit", "get_ipython"):
             assert name in shell.user_ns, name
             namespace[name] = shell.user_ns[name]

@@ -40,20 +40,21 @@ def test_demo_says_which_model_then_grades_the_sample_class(tmp_path):
     assert (feedback / f"{course.ASSIGNMENT}.html").is_file()
 
 
-def test_grading_a_folder_of_collected_notebooks(tmp_path, capsys):
+def test_make_grade_on_a_folder_of_collected_notebooks(tmp_path):
     collected = tmp_path / "download"
     collected.mkdir()
     nbformat.write(submissions.make_submission("correct"), collected / "alice.ipynb")
-    nbformat.write(submissions.make_submission("off_by_one"), collected / "bob.ipynb")
+    nbformat.write(submissions.make_submission("off_by_one"), collected / "bob.IPYNB")
     (collected / "notes.txt").write_text("not a notebook")
     nbformat.write(submissions.make_submission("correct"), collected / "Bad Name.ipynb")
     root = course.new_course(tmp_path / "course")
-    assert grade_folder.main([str(collected), "--course", str(root), "--workers", "2"]) == 0
+    result = _make("grade", root, SUBMISSIONS=str(collected), WORKERS="2")
+    assert result.returncode == 0, result.stderr[-3000:]
     rows = {r["student_id"]: r for r in course.read_csv(root / "grades.csv")}
     assert set(rows) == {"alice", "bob"}
     assert float(rows["alice"]["score"]) == 17
     assert float(rows["bob"]["score"]) == 13  # off by one: 4 points for the wrong tokens
-    out = capsys.readouterr().out
+    out = result.stdout
     assert "Grades CSV:" in out
     # a file name that is not a student id reaches the final table, with a rename
     table_end = out[out.index("Not graded"):]
