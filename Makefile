@@ -12,7 +12,7 @@ COLAB_STAMP := $(COLAB_VENV)/.installed
 # Tests never touch the network; the built-in model stands in for distilgpt2.
 TEST_ENV := HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: help venv sandbox browser demo grade autograde grade-export bench test lint notebooks test-colab test-pythons constraints clean
+.PHONY: help venv sandbox browser postgres bench-scale demo grade autograde grade-export bench test lint notebooks test-colab test-pythons constraints clean
 
 help:
 	@echo "make demo        grade a sample class end to end and print the grade table"
@@ -20,9 +20,11 @@ help:
 	@echo "                  (NO_SANDBOX=1 where bubblewrap cannot run: then nothing is isolated)"
 	@echo "make autograde [WORKERS=n]   grade everything in autograder/submitted in parallel"
 	@echo "make grade-export            refresh the CSVs and feedback (after manual grading)"
-	@echo "                  (every grading command: COURSE=folder, default autograder/;"
+	@echo "                  (SCHEDULER=tcp://host:8786: on that Dask cluster's workers;"
+	@echo "                   every grading command: COURSE=folder, default autograder/;"
 	@echo "                   ROSTER=canvas-export.csv maps student ids for grades-canvas.csv)"
 	@echo "make bench       serial nbgrader vs parallel grading, phase costs, memory"
+	@echo "make bench-scale 200 submissions: local pool vs a Dask cluster, Amdahl projection"
 	@echo "make test        create .venv if needed, lint, run the whole test suite"
 	@echo "make notebooks   regenerate notebooks/ and solutions/ from autograder/source/"
 	@echo "make test-colab  run the solution notebook under pandas 2.2 + transformers 4.x"
@@ -53,10 +55,21 @@ browser:
 	    && echo "installed chromium (the feedback page's browser tests)"; \
 	  else echo "$(BROWSER_HINT)"; fi; }
 
+# The PostgreSQL gradebook is tested against a real server: Debian's postgresql package,
+# installed here when we are root with apt (otherwise those tests skip and say so).
+POSTGRES_HINT := PostgreSQL's server is missing: install it (Debian/Ubuntu: sudo apt-get install postgresql) to run the PostgreSQL gradebook tests
+postgres:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get install -y -qq postgresql >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null && apt-get install -y -qq postgresql >/dev/null)) \
+	    && echo "installed postgresql (the PostgreSQL gradebook tests)"; \
+	  else echo "$(POSTGRES_HINT)"; fi; }
+
 $(STAMP): pyproject.toml requirements-dev.txt constraints.txt autograder/pyproject.toml | sandbox
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		-r requirements-dev.txt -e '.[offline]' -e ./autograder
+		-r requirements-dev.txt -e '.[offline]' -e './autograder[cluster]'
 	touch $@
 
 # nbgrader runs `alembic` from PATH when it creates a gradebook
@@ -66,6 +79,7 @@ demo: $(STAMP) sandbox
 # every grading command takes the course folder: COURSE=path (default autograder/)
 COURSE ?= autograder
 GRADE_OPTIONS = --course "$(COURSE)" $(if $(WORKERS),--workers $(WORKERS)) \
+	$(if $(SCHEDULER),--scheduler "$(SCHEDULER)") \
 	$(if $(NO_SANDBOX),--no-sandbox) $(if $(ROSTER),--canvas-roster "$(ROSTER)")
 
 grade: $(STAMP) sandbox
@@ -86,10 +100,14 @@ grade-export: $(STAMP)
 bench: $(STAMP) sandbox
 	$(TEST_ENV) LMLOGITS_MODEL=tiny $(BIN)/python benchmarks/bench_autograde.py
 
+# a class of 200 on the local pool and on a Dask cluster (dask CLI, 127.0.0.1), Amdahl
+bench-scale: $(STAMP) sandbox
+	$(TEST_ENV) LMLOGITS_MODEL=tiny $(BIN)/python benchmarks/bench_scale.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: lint sandbox browser
+test: lint sandbox browser postgres
 	$(TEST_ENV) $(BIN)/python -m pytest
 
 notebooks: $(STAMP)

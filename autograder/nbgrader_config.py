@@ -13,7 +13,11 @@ LMLOGITS_SUBMISSION_SECONDS (default 900): see lmlogits_grader/execute.py.
 
 import os
 
-from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbconvert.preprocessors import (
+    ClearMetadataPreprocessor,
+    CoalesceStreamsPreprocessor,
+    CSSHTMLHeaderPreprocessor,
+)
 from nbconvert.preprocessors.sanitize import SanitizeHTML
 from nbgrader.preprocessors import (
     AssignLatePenalties,
@@ -68,6 +72,8 @@ c.GenerateAssignment.preprocessors = [
 # (SandboxedExecute); the Judge, in this process, decides every graded cell. Survive
 # duplicated cells and dead kernels; read-only and test cells are restored from the
 # source by OverwriteCells; a deleted graded cell scores 0; student HTML is sanitized.
+# A print's text and its newline can reach the notebook as two outputs or one, as the
+# kernel happened to flush them: CoalesceStreams makes them one, every time.
 c.Autograde.sanitize_preprocessors = [
     ClearOutput,
     SafeDeduplicateIds,
@@ -78,6 +84,7 @@ c.Autograde.sanitize_preprocessors = [
 c.Autograde.autograde_preprocessors = [
     SandboxedExecute,
     Judge,
+    CoalesceStreamsPreprocessor,
     IgnorePattern,
     ClearMetadataPreprocessor,
     LimitOutput,
@@ -134,3 +141,4 @@ c.SanitizeHTML.attributes = {"a": ["href", "title"], "*": ["class"], "td": ["ali
                              "th": ["align"]}
 c.SanitizeHTML.strip = True
 c.SanitizeHTML.enabled = True  # nbconvert leaves it off unless asked
+c.CoalesceStreamsPreprocessor.enabled = True  # the same

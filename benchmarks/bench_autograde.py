@@ -160,7 +160,8 @@ def mean_phases(path: Path) -> dict[str, float]:
     totals: dict[str, list[float]] = {}
     for line in path.read_text().splitlines() if path.exists() else []:
         for phase, seconds in json.loads(line).items():
-            totals.setdefault(phase, []).append(seconds)
+            if isinstance(seconds, (int, float)):  # not the student's name
+                totals.setdefault(phase, []).append(seconds)
     return {phase: sum(v) / len(v) for phase, v in totals.items()}
 
 

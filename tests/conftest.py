@@ -36,3 +36,15 @@ def tiny_model(tiny_model_and_tokenizer):
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_model_and_tokenizer):
     return tiny_model_and_tokenizer[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server for the whole session (tests/postgres_server.py)."""
+    import postgres_server
+
+    reason = postgres_server.unavailable()
+    if reason:
+        pytest.skip(reason)
+    with postgres_server.running_server() as url:
+        yield url

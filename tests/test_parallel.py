@@ -29,8 +29,12 @@ CLASS = {
 }
 
 
-def _course_with(tmp_path_factory, name: str, students: dict[str, str]) -> Path:
+def _course_with(tmp_path_factory, name: str, students: dict[str, str],
+                 db_url: str | None = None) -> Path:
     root = course.new_course(tmp_path_factory.mktemp(name))
+    if db_url is not None:  # as an instructor sets it: one line in the course's config
+        with open(root / "nbgrader_config.py", "a") as config:
+            config.write(f"\nc.CourseDirectory.db_url = {db_url!r}\n")
     course.generate(course.api_for(root))
     for student, kind in students.items():
         course.submit(root, student, submissions.make_submission(kind))
@@ -195,6 +199,119 @@ def test_an_endless_loop_does_not_hold_up_the_class(tmp_path_factory, warm):
     plot = submissions._cell(executed, "plot")
     assert [o.get("ename") for o in plot.outputs if o.output_type == "error"][0] == (
         "KeyboardInterrupt")
+
+
+def test_a_postgresql_gradebook_end_to_end(tmp_path_factory, serial_grades, postgres_url):
+    from lmlogits_grader import grade_folder, record
+
+    root = _course_with(tmp_path_factory, "postgres", CLASS, db_url=postgres_url)
+    outcome = parallel.grade_in_parallel(root, list(CLASS), workers=2, progress=False)
+    assert outcome == dict.fromkeys(CLASS, True)
+    assert not (root / "gradebook.db").exists()  # every grade went to the server
+    assert course.cell_grades(root) == serial_grades[0]
+    assert _csv_without_timestamps(root) == serial_grades[1]
+    # a person grades Q1 (as formgrader does, through nbgrader's API), then exports
+    with record.open_gradebook(root) as gradebook:
+        grade = gradebook.find_grade("q1", course.ASSIGNMENT, course.ASSIGNMENT, "amy")
+        grade.manual_score = 2
+        grade.needs_manual_grade = False
+        gradebook.db.commit()
+    assert grade_folder.main(["--export-only", "--course", str(root)]) == 0
+    rows = {row["student_id"]: row for row in course.read_csv(root / "grades.csv")}
+    assert float(rows["amy"]["score"]) == 19
+    per_cell = {row["student_id"]: row for row in course.read_csv(root / "grades-per-cell.csv")}
+    assert float(per_cell["amy"]["q1"]) == 2
+    html = (root / "feedback" / "amy" / course.ASSIGNMENT / f"{course.ASSIGNMENT}.html")
+    assert "19 of the 19 points graded so far; 4 points awaiting grading" in html.read_text()
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    """A Dask cluster on 127.0.0.1 from Dask's own command line: one scheduler and two
+    worker processes, stopped afterwards (lmlogits_grader.cluster.local_cluster)."""
+    from lmlogits_grader import cluster
+
+    with cluster.local_cluster(tmp_path / "cluster", workers=2) as (address, workers):
+        yield address, workers
+
+
+def test_a_dask_cluster_grades_as_serial_nbgrader(tmp_path_factory, serial_grades, dask_cluster):
+    address, _ = dask_cluster
+    root = _course_with(tmp_path_factory, "dask", CLASS)
+    outcome = parallel.grade_in_parallel(root, list(CLASS), progress=False, scheduler=address)
+    assert outcome == dict.fromkeys(CLASS, True)
+    assert course.cell_grades(root) == serial_grades[0]
+    assert _csv_without_timestamps(root) == serial_grades[1]
+    assert sum(g.score for g in course.cell_grades(root)["amy"].values()) == 17
+    course.feedback(course.api_for(root), CLASS)
+    for student in CLASS:
+        assert _shown_cells(root, student) == _shown_cells(serial_grades[2], student), student
+
+
+def test_a_killed_dask_worker_loses_and_duplicates_nothing(tmp_path_factory, serial_grades,
+                                                          dask_cluster):
+    address, workers = dask_cluster
+    root = _course_with(tmp_path_factory, "dask-killed", CLASS)
+    command = [sys.executable, "-m", "lmlogits_grader.parallel", "--course", str(root),
+               "--scheduler", address]
+    run = subprocess.Popen(command, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    journal = root / "autograded" / parallel.JOURNAL
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and run.poll() is None:
+            if journal.exists() and journal.read_text().strip():
+                break
+            time.sleep(0.1)
+        assert run.poll() is None, run.communicate()[1][-3000:]
+        # one worker, with its nanny, zygote and kernels, gone at once mid-run (as a
+        # machine lost): its submissions in flight must be graded by the other
+        os.killpg(workers[0].pid, signal.SIGKILL)
+        recorded_at_kill = len(journal.read_text().splitlines())
+        _, errors = run.communicate(timeout=600)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    assert run.returncode == 0, errors
+    assert 1 <= recorded_at_kill < len(CLASS)
+    lines = [line.split(" ")[0] for line in journal.read_text().splitlines()]
+    assert sorted(lines) == sorted(CLASS)  # each student recorded exactly once
+    assert course.cell_grades(root) == serial_grades[0]
+    assert _csv_without_timestamps(root) == serial_grades[1]
+
+
+def test_no_dask_scheduler_at_the_address_is_a_clear_error(tmp_path_factory, monkeypatch):
+    from lmlogits_grader import cluster
+
+    monkeypatch.setattr(cluster, "CONNECT_SECONDS", 2)
+    root = _course_with(tmp_path_factory, "no-scheduler", {"amy": "correct"})
+    with pytest.raises(OSError, match=r"no Dask scheduler answers at scheduler='tcp://127"):
+        parallel.grade_in_parallel(root, ["amy"], progress=False,
+                                   scheduler="tcp://127.0.0.1:9")
+    assert parallel.recorded_students(root) == set()
+
+
+@pytest.mark.parametrize("given, environment, expected", [
+    (None, None, None),
+    (None, "tcp://10.0.0.5:8786", "tcp://10.0.0.5:8786"),
+    ("tcp://127.0.0.1:8786", "tcp://10.0.0.5:8786", "tcp://127.0.0.1:8786"),
+    ("  ", None, None),
+])
+def test_the_scheduler_comes_from_the_option_or_the_environment(monkeypatch, given,
+                                                                environment, expected):
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    if environment:
+        monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", environment)
+    assert parallel.scheduler_address(given) == expected
+
+
+def test_a_scheduler_that_is_not_an_address_is_refused(monkeypatch):
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "localhost")
+    with pytest.raises(ValueError, match=r"DASK_SCHEDULER_ADDRESS must be an address like "
+                       r"tcp://host:8786, got 'localhost'"):
+        parallel.scheduler_address(None)
+    with pytest.raises(ValueError, match=r"`--scheduler` must be .* got 'cluster'"):
+        parallel.scheduler_address("cluster")
 
 
 @pytest.mark.parametrize("workers", [0, -1, 1.5, "2", True])

@@ -199,9 +199,9 @@ def export_csv(root: Path, path: Path, assignment: str = ASSIGNMENT) -> Path:
     them are left out, and named on stderr (see :mod:`lmlogits_grader.record`).
     """
     from lmlogits_grader.collect import load_notes
-    from lmlogits_grader.record import changed_behind_our_back
+    from lmlogits_grader.record import changed_behind_our_back, has_gradebook
 
-    if not (Path(root) / "gradebook.db").is_file():
+    if not has_gradebook(Path(root)):
         raise NoGradebook(
             f"no gradebook in {str(root)!r}: nothing has been graded there yet (grade "
             "first: make grade SUBMISSIONS=dir, or make autograde; COURSE=folder for "

@@ -76,7 +76,7 @@ def rewrite(root: Path, student: str, assignment: str) -> None:
     page = Path(root) / "feedback" / student / assignment / f"{assignment}.html"
     if not page.is_file():
         return
-    with record._gradebook(Path(root)) as gradebook:
+    with record.open_gradebook(Path(root)) as gradebook:
         try:
             notebook = gradebook.find_submission_notebook(assignment, assignment, student)
         except MissingEntry:

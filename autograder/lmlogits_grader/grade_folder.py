@@ -43,10 +43,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--canvas-title", help="the assignment's column name in Canvas")
     parser.add_argument("--workers", type=int, default=parallel.default_workers(),
                         help="parallel workers (default: the number of cores)")
+    parser.add_argument("--scheduler", default=None,
+                        help="grade on the Dask cluster at this address, tcp://host:8786 "
+                        "(default: $DASK_SCHEDULER_ADDRESS; without either, local workers)")
     parser.add_argument("--force", action="store_true", help="regrade students already graded")
     parser.add_argument("--no-sandbox", action="store_true",
                         help="run student code unsandboxed (where bubblewrap cannot run)")
     args = parser.parse_args(argv)
+    try:
+        scheduler = parallel.scheduler_address(args.scheduler)
+    except ValueError as error:
+        parser.error(str(error))
     if args.no_sandbox:
         sandbox.disable()
         print(sandbox.UNSANDBOXED_WARNING)
@@ -58,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     api = course.api_for(root)
     outcome: dict[str, bool] = {}
     if args.export_only:
-        if (root / "gradebook.db").is_file():
+        if record.has_gradebook(root):
             course.feedback(api, [s for s, _ in record.submitted_grades(root, course.ASSIGNMENT)])
     else:
         course.generate(api)
@@ -69,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("give the folder of submissions (make grade SUBMISSIONS=dir)")
         else:
             students = collect(args.submissions, root)
-        outcome = parallel.grade_in_parallel(root, students, args.workers, force=args.force)
+        outcome = parallel.grade_in_parallel(root, students, args.workers, force=args.force,
+                                             scheduler=scheduler)
         course.feedback(api, students)
     try:
         csv_path = course.export_csv(root, root / "grades.csv")

@@ -4,15 +4,20 @@ nbgrader's SQLite gradebook does not take concurrent writers ("database is locke
 the work is split where nbgrader itself splits it:
 
 1. **execute and judge in parallel**: each worker process owns a private copy of the
-   course (config, source, release, a copy of the gradebook) whose ``submitted/`` is the
-   main course's, and runs ``nbgrader autograde`` there with the course's steps, one
-   submission at a time: each submission runs in a sandboxed kernel of its own
+   course (config, source, release and a gradebook of its own: :func:`worker_bundle`),
+   receives one submission's files at a time, and runs ``nbgrader autograde`` on it
+   with the course's steps; it hands back the executed folder's files, so workers need
+   no filesystem shared with the course. Each submission runs in a sandboxed kernel of
+   its own
    (:mod:`lmlogits_grader.execute`; warm: forked from the worker's zygote, see
    :mod:`lmlogits_grader.warm_kernel`) and is judged in the worker's own process
    (:mod:`lmlogits_grader.judge`);
 2. **record serially**: the main process takes each judged notebook and lets nbgrader's
    own ``SaveAutoGrades`` write its grades into the one main gradebook, one student per
    transaction (:class:`lmlogits_grader.record.Recorder`).
+
+Workers are local processes by default; with a Dask scheduler's address they are the
+workers of a Dask cluster, on any machines (:mod:`lmlogits_grader.cluster`).
 
 A journal (``autograded/.parallel-journal``) lists the students recorded so far, with a
 fingerprint of their submission and of the grader, so an interrupted run resumes where
@@ -21,8 +26,8 @@ everyone). A worker that fails on a submission, for any reason, hands it back to
 main process, which grades it serially: no grade is lost or recorded twice. Workers
 end with the main process, and their zygotes and kernels with them.
 
-Usage: ``python -m lmlogits_grader.parallel [--workers N] [--force] [--no-sandbox]
-[student ...]`` (``make autograde``: what is in ``autograder/submitted``)
+Usage: ``python -m lmlogits_grader.parallel [--workers N] [--scheduler ADDRESS] [--force]
+[--no-sandbox] [student ...]`` (``make autograde``: what is in ``autograder/submitted``)
 """
 
 from __future__ import annotations
@@ -44,13 +49,16 @@ from lmlogits_grader import collect, course, record, sandbox
 
 JOURNAL = record.JOURNAL
 WORKERS_DIR = ".parallel-workers"
-# appended to a worker's copy of the course config: a worker executes and judges; the
-# main process records the grades (record.Recorder), so the worker writes none
+# appended to a worker's copy of the course config: a worker executes and judges into a
+# gradebook of its own (SQLite, beside its config); the main process records the grades
+# in the course's gradebook (record.Recorder), so the worker's steps write none
 WORKER_CONFIG = """
 
-# --- added for a parallel worker (lmlogits_grader.parallel) ---
+# --- added for a grading worker (lmlogits_grader.parallel) ---
 from nbgrader.preprocessors import AssignLatePenalties as _Late, SaveAutoGrades as _Save
 
+c.CourseDirectory.db_url = "sqlite:///" + os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "gradebook.db")
 c.Autograde.autograde_preprocessors = [
     step for step in c.Autograde.autograde_preprocessors
     if not (isinstance(step, type) and issubclass(step, (_Save, _Late)))
@@ -60,6 +68,8 @@ c.Autograde.autograde_preprocessors = [
 _worker_api = None
 _worker_root: Path | None = None
 _zygote = None  # this worker's warm-kernel zygote (a Popen), if any
+_zygote_base: Path | None = None  # the zygote's folder (its socket, its kernels')
+_worker_lock = threading.Lock()  # one submission at a time per worker (Dask has threads)
 
 
 def default_workers() -> int:
@@ -71,23 +81,71 @@ def recorded_students(root: Path, assignment: str = course.ASSIGNMENT) -> set[st
     return record.recorded_students(root, assignment)
 
 
-def _worker_course(root: Path, index: int) -> Path:
-    """A private course copy for one worker, sharing the main course's submissions."""
-    worker = root / WORKERS_DIR / f"worker-{index}"
-    shutil.rmtree(worker, ignore_errors=True)
-    worker.mkdir(parents=True)
-    shutil.copy(root / "nbgrader_config.py", worker / "nbgrader_config.py")
-    with open(worker / "nbgrader_config.py", "a") as config:
-        config.write(WORKER_CONFIG)
-    for folder in ("source", "release"):
-        shutil.copytree(root / folder, worker / folder)
-    shutil.copy(root / "gradebook.db", worker / "gradebook.db")
-    (worker / "submitted").symlink_to(root / "submitted", target_is_directory=True)
-    return worker
+def pack(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder``: ``{path relative to folder: its bytes}``."""
+    return {str(path.relative_to(folder)): path.read_bytes()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def unpack(files: dict[str, bytes], folder: Path) -> Path:
+    """Write what :func:`pack` made into ``folder`` (emptied first); paths that would
+    leave ``folder`` are refused."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    top = folder.resolve()
+    for name, data in files.items():
+        path = (folder / name).resolve()
+        if not path.is_relative_to(top) or path == top:
+            raise ValueError(f"a packed file's path leaves its folder: {name!r}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return folder
+
+
+def worker_bundle(root: Path, assignment: str = course.ASSIGNMENT) -> dict[str, bytes]:
+    """What a worker needs of the course, as files: the config (with
+    :data:`WORKER_CONFIG`), ``source/`` and ``release/``, and a SQLite gradebook that
+    knows the assignment (a copy of the course's own when that is SQLite; made by
+    ``nbgrader generate_assignment`` when the course's gradebook is a database server).
+    """
+    with tempfile.TemporaryDirectory(prefix="lmlogits-bundle-") as scratch:
+        template = Path(scratch)
+        shutil.copy(root / "nbgrader_config.py", template / "nbgrader_config.py")
+        with open(template / "nbgrader_config.py", "a") as config:
+            config.write(WORKER_CONFIG)
+        for folder in ("source", "release"):
+            shutil.copytree(root / folder, template / folder)
+        database = record.sqlite_path(record.course_directory(root).db_url)
+        if database is not None and database.is_file():
+            shutil.copy(database, template / "gradebook.db")
+        else:
+            course.generate(course.api_for(template), assignment)
+        return pack(template)
+
+
+def submission_files(root: Path, student: str, assignment: str) -> dict[str, bytes]:
+    """One student's submitted folder, as files."""
+    return pack(root / "submitted" / student / assignment)
+
+
+def start_worker(bundle: dict[str, bytes], worker_root: Path, warm: bool) -> None:
+    """Make this process a grading worker: its course copy at ``worker_root`` (from
+    :func:`worker_bundle`), a slot of its own and, with ``warm``, its zygote."""
+    unpack(bundle, worker_root)
+    _init_worker(str(worker_root), warm, sandbox.claim_slot())
+
+
+def stop_worker() -> None:
+    """Stop this worker's zygote (and with it its kernels) and remove its course copy."""
+    global _worker_api, _worker_root
+    _stop_zygote()
+    if _worker_root is not None:
+        shutil.rmtree(_worker_root, ignore_errors=True)
+    _worker_api = _worker_root = None
 
 
 def _init_worker(worker_root: str, warm: bool, slot: int = 1) -> None:
-    global _worker_api, _worker_root, _zygote
+    global _worker_api, _worker_root, _zygote, _zygote_base
     from lmlogits_grader.execute import KERNEL_PARENT_ENV, SLOT_ENV, WARM_SOCKET_ENV
 
     # one thread per kernel: N workers on N cores must not oversubscribe them
@@ -109,17 +167,21 @@ def _init_worker(worker_root: str, warm: bool, slot: int = 1) -> None:
         zygote_dir.mkdir(mode=0o700)
         socket_path = zygote_dir / "zygote.sock"
         _zygote = warm_kernel.start_zygote(socket_path, kernels)
-        atexit.register(_stop_zygote, base)
+        _zygote_base = base
+        atexit.register(_stop_zygote)
         os.environ[KERNEL_PARENT_ENV] = str(kernels)
         os.environ[WARM_SOCKET_ENV] = str(socket_path)
     _worker_api = course.api_for(_worker_root)
 
 
-def _stop_zygote(base: Path) -> None:
+def _stop_zygote() -> None:
+    global _zygote, _zygote_base
     if _zygote is not None and _zygote.poll() is None:
         _zygote.kill()
         _zygote.wait()
-    shutil.rmtree(base, ignore_errors=True)
+    if _zygote_base is not None:
+        shutil.rmtree(_zygote_base, ignore_errors=True)
+    _zygote = _zygote_base = None
 
 
 def _exit_with_parent() -> None:
@@ -135,11 +197,10 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _init_pool_process(free_roots, warm: bool) -> None:
-    # each pool process claims one worker folder (and slot number) of its own
+def _init_pool_process(bundle: dict[str, bytes], workers_dir: str, warm: bool) -> None:
+    # each pool process: a course copy, a slot (its kernels' user) and a zygote of its own
     _exit_with_parent()
-    slot, worker_root = free_roots.get()
-    _init_worker(worker_root, warm, slot)
+    start_worker(bundle, Path(workers_dir) / f"worker-{os.getpid()}", warm)
 
 
 def _fetch_model_once() -> None:
@@ -154,17 +215,44 @@ def _fetch_model_once() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def _execute_one(student: str, assignment: str) -> tuple[str, str | None]:
-    """In a worker: nbgrader autograde one student; return the executed notebook's folder."""
+def execute_submission(student: str, assignment: str, files: dict[str, bytes]) -> dict | None:
+    """In a worker: ``nbgrader autograde`` one student's submitted ``files`` in this
+    worker's course copy. Returns ``{"files": the executed and judged folder's files
+    (see :func:`pack`), "seconds": how long autograde took}``, or None when nbgrader
+    failed. The worker keeps nothing of the student afterwards."""
     from lmlogits_grader.execute import write_timings
 
-    started = time.perf_counter()
-    result = _worker_api.autograde(assignment, student, force=True, create=True)
-    write_timings({"worker autograde": time.perf_counter() - started})
-    folder = _worker_root / "autograded" / student / assignment
-    if not result.get("success") or not folder.is_dir():
-        return student, None
-    return student, str(folder)
+    if _worker_api is None or _worker_root is None:
+        raise RuntimeError("this process is not a grading worker (start_worker first)")
+    with _worker_lock:
+        submitted = _worker_root / "submitted" / student
+        executed = _worker_root / "autograded" / student
+        try:
+            unpack(files, submitted / assignment)
+            started = time.perf_counter()
+            result = _worker_api.autograde(assignment, student, force=True, create=True)
+            seconds = time.perf_counter() - started
+            write_timings({"worker autograde": seconds, "student": student})
+            folder = executed / assignment
+            if not result.get("success") or not folder.is_dir():
+                return None
+            return {"files": pack(folder), "seconds": seconds}
+        finally:
+            shutil.rmtree(submitted, ignore_errors=True)
+            shutil.rmtree(executed, ignore_errors=True)
+
+
+def _local_pool(root: Path, bundle: dict[str, bytes], workers: int, warm: bool):
+    """``workers`` local processes, each set up once as a grading worker."""
+    workers_dir = root / WORKERS_DIR
+    shutil.rmtree(workers_dir, ignore_errors=True)
+    workers_dir.mkdir(parents=True)
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_pool_process,
+        initargs=(bundle, str(workers_dir), warm),
+    )
 
 
 def grade_in_parallel(
@@ -175,13 +263,24 @@ def grade_in_parallel(
     force: bool = False,
     progress: bool = True,
     warm: bool = True,
+    scheduler: str | None = None,
+    phases: dict[str, float] | None = None,
 ) -> dict[str, bool]:
     """Autograde ``students`` with ``workers`` processes; grades as serial nbgrader gives.
+
+    With ``scheduler`` (a Dask scheduler's address, ``tcp://host:8786``), the workers are
+    that cluster's, set up by :mod:`lmlogits_grader.cluster`, and ``workers`` is unused.
 
     The assignment must have been generated (``release/`` and the gradebook exist).
     With ``warm``, each worker runs its submissions in kernels forked from a process
     that has already imported torch and transformers and loaded the model (see
     :mod:`lmlogits_grader.warm_kernel`); without it, each starts from scratch.
+
+    ``phases``, when given, receives where the time went, in seconds: ``setup`` (the
+    workers' course, slots and zygotes), ``submit`` (sending the submissions), ``record``
+    (this process, per result: recording, the journal, and any submission graded here
+    instead), ``execute`` (the workers' own autograde time, summed), ``wall``, and the
+    number of ``workers``.
 
     Returns:
         ``{student: success}`` for the students graded in this call (already recorded
@@ -198,67 +297,113 @@ def grade_in_parallel(
     outcome: dict[str, bool] = {}
     if not todo:
         return outcome
-    workers = min(workers, len(todo))
-    if warm:
-        _fetch_model_once()
-    roots = [str(_worker_course(root, i)) for i in range(workers)]
-    recorder = record.Recorder(root, assignment)
+    phases = {} if phases is None else phases
+    began = time.perf_counter()
+    bundle = worker_bundle(root, assignment)
+    client = None
+    if scheduler is not None:
+        from lmlogits_grader import cluster
+
+        client = cluster.connect(scheduler, bundle, warm)
+        pool = client.get_executor(pure=False)
+        workers = cluster.worker_count(client)
+    else:
+        workers = min(workers, len(todo))
+        if warm:
+            _fetch_model_once()
+        pool = _local_pool(root, bundle, workers, warm)
     serial_api = course.api_for(root)
     start = time.perf_counter()
+    phases.update(workers=workers, setup=start - began, submit=0.0, record=0.0, execute=0.0)
 
     def report(student: str) -> None:
         if progress:
             course.print_progress(outcome, student, len(todo), start, f", {workers} workers")
 
-    context = multiprocessing.get_context("spawn")
-    free_roots = context.Queue()
-    for slot, worker_root in enumerate(roots, start=1):
-        free_roots.put((slot, worker_root))
-    with recorder, ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=context,
-        initializer=_init_pool_process,
-        initargs=(free_roots, warm),
-    ) as pool:
-        pending = {pool.submit(_execute_one, s, assignment): s for s in todo}
-        while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                student = pending.pop(future)
-                try:
-                    _, executed = future.result()
-                except Exception:  # the worker itself broke: grade this one here
-                    executed = None
-                scores = None
-                if executed is not None:
-                    try:
-                        scores = recorder.record(student, Path(executed))
-                    except Exception as error:  # logged; graded again here
-                        print(f"{student}: could not record ({error!r}); grading it here",
-                              file=sys.stderr)
-                if scores is None:
-                    result = serial_api.autograde(assignment, student, force=True, create=True)
-                    ok = bool(result.get("success"))
-                else:
-                    ok = True
-                outcome[student] = ok
-                if ok:
-                    record.mark_recorded(root, student, assignment, scores)
-                report(student)
+    try:
+        with record.Recorder(root, assignment) as recorder, pool, \
+                tempfile.TemporaryDirectory(prefix="lmlogits-executed-") as scratch:
+            pending = {}
+            for student in todo:
+                files = submission_files(root, student, assignment)
+                pending[pool.submit(execute_submission, student, assignment, files)] = student
+            phases["submit"] = time.perf_counter() - start
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    student = pending.pop(future)
+                    recording = time.perf_counter()
+                    scores = _record_result(recorder, student, future, Path(scratch), phases)
+                    if scores is None:  # graded here instead, by nbgrader itself
+                        result = serial_api.autograde(assignment, student, force=True,
+                                                      create=True)
+                        outcome[student] = bool(result.get("success"))
+                    else:
+                        outcome[student] = True
+                    if outcome[student]:
+                        record.mark_recorded(root, student, assignment, scores)
+                    phases["record"] += time.perf_counter() - recording
+                    report(student)
+    finally:
+        if client is not None:
+            client.close()
+    phases["wall"] = time.perf_counter() - began
     shutil.rmtree(root / WORKERS_DIR, ignore_errors=True)
     return outcome
+
+
+def _record_result(recorder: record.Recorder, student: str, future, scratch: Path,
+                   phases: dict[str, float]) -> dict[str, float | None] | None:
+    """Record what a worker handed back for ``student``; None when there is nothing to
+    record (the worker, or nbgrader in it, failed) or recording failed: then nothing of
+    the student was written, and the caller grades the submission itself."""
+    try:
+        executed = future.result()
+    except Exception as error:  # the worker itself broke (or was lost, on a cluster)
+        print(f"{student}: a worker failed ({error!r}); grading it here", file=sys.stderr)
+        return None
+    if executed is None:
+        return None
+    phases["execute"] += executed["seconds"]
+    folder = scratch / student
+    try:
+        return recorder.record(student, unpack(executed["files"], folder))
+    except Exception as error:  # logged; graded again here
+        print(f"{student}: could not record ({error!r}); grading it here", file=sys.stderr)
+        return None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def scheduler_address(given: str | None) -> str | None:
+    """The Dask scheduler to grade on: ``given``, else ``$DASK_SCHEDULER_ADDRESS``, else
+    None (local workers)."""
+    address = given if given is not None else os.environ.get("DASK_SCHEDULER_ADDRESS")
+    if address is None or not address.strip():
+        return None
+    if ":" not in address:
+        where = "`--scheduler`" if given is not None else "DASK_SCHEDULER_ADDRESS"
+        raise ValueError(f"{where} must be an address like tcp://host:8786, got {address!r}")
+    return address.strip()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("students", nargs="*", help="default: every submitted student")
     parser.add_argument("--workers", type=int, default=default_workers())
+    parser.add_argument("--scheduler", default=None,
+                        help="grade on this Dask cluster (default: $DASK_SCHEDULER_ADDRESS, "
+                        "else local worker processes)")
     parser.add_argument("--course", type=Path, default=course.COURSE)
     parser.add_argument("--force", action="store_true", help="regrade students already done")
     parser.add_argument("--cold", action="store_true", help="fresh kernels, no warm zygote")
     parser.add_argument("--no-sandbox", action="store_true",
                         help="run student code unsandboxed (where bubblewrap cannot run)")
     args = parser.parse_args(argv)
+    try:
+        scheduler = scheduler_address(args.scheduler)
+    except ValueError as error:
+        parser.error(str(error))
     if args.no_sandbox:
         sandbox.disable()
         print(sandbox.UNSANDBOXED_WARNING)
@@ -267,7 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     course.generate(course.api_for(root))
     students = collect.prepare_submitted(root, students, course.ASSIGNMENT).students
     outcome = grade_in_parallel(
-        root, students, args.workers, force=args.force, warm=not args.cold
+        root, students, args.workers, force=args.force, warm=not args.cold,
+        scheduler=scheduler,
     )
     failed = [s for s, ok in outcome.items() if not ok]
     print(f"graded {len(outcome)} submissions, {len(failed)} failed", file=sys.stderr)
@@ -277,4 +423,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run the importable module's main, not this __main__ copy's: Dask sends the
+    # workers' task function by reference, which a __main__ function cannot be
+    from lmlogits_grader.parallel import main as module_main
+
+    sys.exit(module_main())

@@ -71,11 +71,30 @@ def submission_digest(root: Path, student: str, assignment: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def _gradebook(root: Path):
+def open_gradebook(root: Path):
+    """The course's nbgrader ``Gradebook`` (``CourseDirectory.db_url``: SQLite by
+    default, or a database server such as PostgreSQL); use it as a context manager."""
     from nbgrader.api import Gradebook
 
     coursedir = course_directory(root)
     return Gradebook(coursedir.db_url, coursedir.course_id)
+
+
+def sqlite_path(db_url: str) -> Path | None:
+    """The file behind a SQLite gradebook URL; None for a database server's URL."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(db_url)
+    if url.get_backend_name() != "sqlite":
+        return None
+    return Path(url.database) if url.database else None
+
+
+def has_gradebook(root: Path) -> bool:
+    """Whether the course has a gradebook yet: its SQLite file exists, or it is kept by
+    a database server (which nbgrader fills in on first use)."""
+    database = sqlite_path(course_directory(root).db_url)
+    return database is None or database.is_file()
 
 
 def _scores(gradebook, student: str, assignment: str) -> dict[str, float | None]:
@@ -94,9 +113,9 @@ def submitted_grades(root: Path, assignment: str):
     """``(student id, nbgrader Grade rows)`` for every graded submission in the gradebook."""
     from nbgrader.api import MissingEntry
 
-    if not (root / "gradebook.db").exists():
+    if not has_gradebook(root):
         return
-    with _gradebook(root) as gradebook:
+    with open_gradebook(root) as gradebook:
         for student in gradebook.students:
             try:
                 notebook = gradebook.find_submission_notebook(assignment, assignment, student.id)
@@ -149,7 +168,7 @@ def mark_recorded(root: Path, student: str, assignment: str,
     """Append the student's fingerprint and recorded automatic scores (read from the
     gradebook unless given) to the journal."""
     if scores is None:
-        with _gradebook(root) as gradebook:
+        with open_gradebook(root) as gradebook:
             scores = _scores(gradebook, student, assignment)
     path = journal_path(root)
     path.parent.mkdir(parents=True, exist_ok=True)

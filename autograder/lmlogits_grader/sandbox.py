@@ -26,6 +26,7 @@ the only folder the sandbox shares with the outside.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import json
 import os
 import resource
@@ -141,6 +142,34 @@ def _namespace_flags() -> list[str]:
 def kernel_uid(slot: int = 0) -> int | None:
     """A dedicated unprivileged user id per worker slot when the grader is root."""
     return 61000 + slot if os.geteuid() == 0 else None
+
+
+_claimed_slot: tuple[int, int] | None = None  # (slot, the open lock file's descriptor)
+
+
+def claim_slot(first: int = 1, last: int = 99) -> int:
+    """A worker slot (and with it its kernels' user id) that no other live grading
+    worker on this machine holds, kept until this process ends.
+
+    Each slot is a lock file under ``shared_root()/lmlogits-slots``; its ``flock`` goes
+    away with the process that took it, however it ends, so a killed worker's slot is
+    free again for the worker that replaces it.
+    """
+    global _claimed_slot
+    if _claimed_slot is not None:
+        return _claimed_slot[0]
+    folder = shared_root() / "lmlogits-slots"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    for slot in range(first, last + 1):
+        descriptor = os.open(folder / f"slot-{slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            continue
+        _claimed_slot = (slot, descriptor)
+        return slot
+    raise RuntimeError(f"every grading slot from {first} to {last} is taken on this machine")
 
 
 def shared_root() -> Path:
