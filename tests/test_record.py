@@ -15,11 +15,21 @@ from lmlogits_grader import course, grade_folder, record, sandbox, submissions
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
+    """amy on time, bob a day late, in a course where a late notebook scores 0
+    (nbgrader's LateSubmissionPlugin), autograded by plain serial nbgrader."""
+    from nbgrader.api import Gradebook
+
     root = course.new_course(tmp_path_factory.mktemp("record") / "course")
+    with open(root / "nbgrader_config.py", "a") as config:
+        config.write('\nc.LateSubmissionPlugin.penalty_method = "zero"\n')
     api = course.api_for(root)
     course.generate(api)
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", "lm-logits") as gradebook:
+        gradebook.update_or_create_assignment(course.ASSIGNMENT, duedate="2026-11-02 09:00:00 UTC")
+    handed_in = {"amy": "2026-11-01 10:00:00 UTC", "bob": "2026-11-03 10:00:00 UTC"}
     for student, kind in {"amy": "correct", "bob": "off_by_one"}.items():
-        course.submit(root, student, submissions.make_submission(kind))
+        folder = course.submit(root, student, submissions.make_submission(kind)).parent
+        (folder / "timestamp.txt").write_text(handed_in[student])
     assert course.autograde(api, ["amy", "bob"], progress=False) == {"amy": True, "bob": True}
     return root
 
@@ -51,7 +61,8 @@ def test_graded_students_are_in_the_ledger(graded):
 
 def _rows(root, student):
     """Every gradebook row grading writes for ``student``: (cell, auto score, needs
-    manual grade) per grade, (cell, auto comment) per comment, the timestamp."""
+    manual grade) per grade, (cell, auto comment) per comment, the timestamp, the late
+    penalty."""
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}", "lm-logits") as gradebook:
@@ -60,7 +71,8 @@ def _rows(root, student):
         grades = sorted((g.name, g.auto_score, g.needs_manual_grade) for g in notebook.grades)
         comments = sorted((c.name, c.auto_comment) for c in notebook.comments)
         timestamp = gradebook.find_submission(course.ASSIGNMENT, student).timestamp
-    return grades, comments, timestamp
+        penalty = notebook.late_submission_penalty
+    return grades, comments, timestamp, penalty
 
 
 def test_the_recorder_writes_what_nbgrader_autograde_writes(graded, tmp_path):
@@ -83,6 +95,9 @@ def test_the_recorder_writes_what_nbgrader_autograde_writes(graded, tmp_path):
         assert _rows(root, student) == expected[student]
         assert scores[student] == {name: score for name, score, _ in expected[student][0]}
     assert scores["amy"] != scores["bob"]  # a correct and a wrong function
+    # nbgrader's own late penalty: none on time; late, the whole score (penalty "zero")
+    assert expected["amy"][3] is None
+    assert expected["bob"][3] == sum(score for _, score, _ in expected["bob"][0] if score) > 0
 
 
 def test_a_recording_that_fails_writes_nothing(graded, tmp_path):

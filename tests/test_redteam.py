@@ -46,6 +46,20 @@ AUTO_CELLS = [
     "test_no_global_vars", "test_works_without_notebook_globals",
 ]
 KERNEL_UIDS = range(61000, 61100)
+# Attacks whose outcome is decided in the grader's own process from what any kernel hands
+# back (the judge's messages, the sanitizer, nbgrader's metadata checks): graded with
+# warm kernels only; every attack on the kernel, its sandbox or its Python runs with
+# both kinds of kernel. The broken files (decided when they are collected) likewise.
+DECIDED_OUTSIDE_THE_KERNEL = {
+    "forged_metadata", "edited_metadata", "redefines_function_late", "prints_hidden_inputs",
+    "hidden_input_in_exception", "hidden_input_in_type_name", "hidden_input_in_columns",
+    "scripts_in_html", "script_in_markdown_answer",
+}
+
+
+def _attacks_for(kind: str) -> list[str]:
+    return [name for name in attacks.ATTACKS
+            if kind == "warm" or name not in DECIDED_OUTSIDE_THE_KERNEL]
 
 
 def _scores(cells) -> tuple:
@@ -127,6 +141,7 @@ def _texts(root: Path, student: str) -> tuple[str, str]:
 
 @dataclass
 class Batch:
+    kind: str  # "warm" or "fresh" kernels
     root: Path
     outcome: dict
     grades: dict
@@ -195,15 +210,16 @@ def batch(request, tmp_path_factory):
     """Every attack and the honest submissions, graded in one class."""
     root = tmp_path_factory.mktemp(f"redteam-{request.param}") / "course"
     root.mkdir(parents=True)
-    notebooks = {name: attacks.build(name, str(root)) for name in attacks.ATTACKS}
+    notebooks = {name: attacks.build(name, str(root)) for name in _attacks_for(request.param)}
     notebooks.update(_honest_notebooks())
     protected = _protected_paths()
     protected_before = _snapshot(protected)
     files = {name: data for name, (data, _) in _broken_files().items()}
     _, outcome, course_before, course_after = _grade_class(
-        root, notebooks, warm=request.param == "warm", files=files)
+        root, notebooks, warm=request.param == "warm",
+        files=files if request.param == "warm" else None)
     return Batch(
-        root=root, outcome=outcome, grades=course.cell_grades(root),
+        kind=request.param, root=root, outcome=outcome, grades=course.cell_grades(root),
         protected_before=protected_before, protected_after=_snapshot(protected),
         course_before=course_before, course_after=course_after,
         leftovers=_leftover_processes(),
@@ -212,6 +228,7 @@ def batch(request, tmp_path_factory):
 
 def test_there_are_at_least_40_attacks():
     assert len(attacks.ATTACKS) >= 40
+    assert DECIDED_OUTSIDE_THE_KERNEL < set(attacks.ATTACKS)
 
 
 def _file_students() -> dict[str, tuple]:
@@ -220,17 +237,20 @@ def _file_students() -> dict[str, tuple]:
 
 
 def test_every_submission_is_graded_and_recorded(batch):
-    everyone = [*attacks.ATTACKS, *HONEST, *_file_students()]
+    files = _file_students() if batch.kind == "warm" else {}
+    everyone = [*_attacks_for(batch.kind), *HONEST, *files]
     assert batch.outcome == dict.fromkeys(everyone, True)
     assert set(batch.grades) == set(batch.outcome)
     assert sorted(p.name for p in (batch.root / "submitted").iterdir()) == sorted(everyone)
 
 
+@pytest.mark.parametrize("batch", ["warm"], indirect=True, scope="module")
 @pytest.mark.parametrize("student", list(_file_students()))
 def test_each_broken_file_gets_a_deliberate_score(batch, student):
     assert _scores(batch.grades[student]) == _file_students()[student]
 
 
+@pytest.mark.parametrize("batch", ["warm"], indirect=True, scope="module")
 def test_broken_files_are_explained_in_the_csv_and_the_feedback(batch):
     rows = {r["student_id"]: r for r in course.read_csv(
         course.export_csv(batch.root, batch.root / "grades.csv"))}
@@ -243,13 +263,19 @@ def test_broken_files_are_explained_in_the_csv_and_the_feedback(batch):
     assert "could not be graded" in feedback and "no list of cells" in feedback
 
 
-@pytest.mark.parametrize("name", list(attacks.ATTACKS))
+@pytest.mark.parametrize("name", _attacks_for("fresh"))
 def test_each_attack_gets_its_fair_score(batch, name):
     assert _scores(batch.grades[name]) == attacks.ATTACKS[name][1], attacks.ATTACKS[name][2]
 
 
+@pytest.mark.parametrize("batch", ["warm"], indirect=True, scope="module")
+@pytest.mark.parametrize("name", sorted(DECIDED_OUTSIDE_THE_KERNEL))
+def test_each_attack_on_the_grader_gets_its_fair_score(batch, name):
+    assert _scores(batch.grades[name]) == attacks.ATTACKS[name][1], attacks.ATTACKS[name][2]
+
+
 def test_no_attack_reaches_anything(batch):
-    for student in attacks.ATTACKS:
+    for student in _attacks_for(batch.kind):
         notebook, feedback = _texts(batch.root, student)
         assert attacks.LEAK not in notebook, student
         assert attacks.LEAK not in feedback, student
@@ -281,6 +307,7 @@ def test_no_process_outlives_the_batch(batch):
     assert batch.leftovers == []
 
 
+@pytest.mark.parametrize("batch", ["warm"], indirect=True, scope="module")
 def test_output_during_the_graders_calls_is_hidden_with_a_note(batch):
     from lmlogits_grader.judge import HIDDEN_OUTPUT_NOTE
 
@@ -291,7 +318,7 @@ def test_output_during_the_graders_calls_is_hidden_with_a_note(batch):
 
 def test_hidden_inputs_never_reach_feedback(batch):
     secrets = [*HIDDEN_PHRASES[1:], *(p.replace(" ", "_") for p in HIDDEN_PHRASES[1:])]
-    for student in attacks.ATTACKS:
+    for student in _attacks_for(batch.kind):
         notebook, feedback = _texts(batch.root, student)
         for secret in secrets:
             assert secret not in feedback, (student, secret)
@@ -347,6 +374,7 @@ def test_the_page_check_finds_student_scripts():
     assert _active_content("&lt;script&gt;alert(1)&lt;/script&gt; onerror=") == []
 
 
+@pytest.mark.parametrize("batch", ["warm"], indirect=True, scope="module")
 def test_no_student_script_in_any_page(batch):
     for student in ("scripts_in_html", "script_in_markdown_answer"):
         notebook, feedback = _texts(batch.root, student)

@@ -91,14 +91,7 @@ def unpack(files: dict[str, bytes], folder: Path) -> Path:
     """Write what :func:`pack` made into ``folder`` (emptied first); paths that would
     leave ``folder`` are refused."""
     shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    top = folder.resolve()
-    for name, data in files.items():
-        path = (folder / name).resolve()
-        if not path.is_relative_to(top) or path == top:
-            raise ValueError(f"a packed file's path leaves its folder: {name!r}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+    record.write_files(files, folder)
     return folder
 
 
@@ -321,8 +314,7 @@ def grade_in_parallel(
             course.print_progress(outcome, student, len(todo), start, f", {workers} workers")
 
     try:
-        with record.Recorder(root, assignment) as recorder, pool, \
-                tempfile.TemporaryDirectory(prefix="lmlogits-executed-") as scratch:
+        with record.Recorder(root, assignment) as recorder, pool:
             pending = {}
             for student in todo:
                 files = submission_files(root, student, assignment)
@@ -333,7 +325,7 @@ def grade_in_parallel(
                 for future in finished:
                     student = pending.pop(future)
                     recording = time.perf_counter()
-                    scores = _record_result(recorder, student, future, Path(scratch), phases)
+                    scores = _record_result(recorder, student, future, phases)
                     if scores is None:  # graded here instead, by nbgrader itself
                         result = serial_api.autograde(assignment, student, force=True,
                                                       create=True)
@@ -352,7 +344,7 @@ def grade_in_parallel(
     return outcome
 
 
-def _record_result(recorder: record.Recorder, student: str, future, scratch: Path,
+def _record_result(recorder: record.Recorder, student: str, future,
                    phases: dict[str, float]) -> dict[str, float | None] | None:
     """Record what a worker handed back for ``student``; None when there is nothing to
     record (the worker, or nbgrader in it, failed) or recording failed: then nothing of
@@ -365,14 +357,11 @@ def _record_result(recorder: record.Recorder, student: str, future, scratch: Pat
     if executed is None:
         return None
     phases["execute"] += executed["seconds"]
-    folder = scratch / student
     try:
-        return recorder.record(student, unpack(executed["files"], folder))
+        return recorder.record(student, executed["files"])
     except Exception as error:  # logged; graded again here
         print(f"{student}: could not record ({error!r}); grading it here", file=sys.stderr)
         return None
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def scheduler_address(given: str | None) -> str | None:

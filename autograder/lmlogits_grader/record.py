@@ -25,7 +25,7 @@ import shutil
 from pathlib import Path
 
 from nbconvert.preprocessors import Preprocessor
-from nbgrader.preprocessors import SaveAutoGrades
+from nbgrader.preprocessors import AssignLatePenalties, SaveAutoGrades
 
 JOURNAL = ".parallel-journal"
 
@@ -210,15 +210,16 @@ def course_directory(root: Path):
 
 
 class _DeferredCommits:
-    """Stands in for a gradebook's session: nbgrader's calls to ``commit`` only flush,
-    so that one student's whole record is one transaction (one disk sync, not one per
-    cell); :meth:`Recorder.record` commits it."""
+    """Stands in for a gradebook's session: nbgrader's calls to ``commit`` wait for the
+    end of the student's record, so that it is one transaction (one disk sync, not one
+    per cell); the session's autoflush still lets every query see what was written
+    before it. :meth:`Recorder.record` commits."""
 
     def __init__(self, session) -> None:
         self._session = session
 
     def commit(self) -> None:
-        self._session.flush()
+        pass
 
     def __getattr__(self, name):
         return getattr(self._session, name)
@@ -252,19 +253,19 @@ class Recorder:
         self.gradebook.db = self._session
         self.gradebook.close()
 
-    def record(self, student: str, executed: Path) -> dict[str, float | None]:
+    def record(self, student: str, executed: Path | dict[str, bytes]) -> dict[str, float | None]:
         """Record one student's executed folder (a worker's ``autograded/<student>/
-        <assignment>``); returns the automatic scores now in the gradebook. On any
-        error nothing of this student is written, and the error is raised."""
-        from nbgrader.preprocessors import AssignLatePenalties
-
+        <assignment>``, as a folder or as its files: ``{relative path: bytes}``); returns
+        the automatic scores now in the gradebook. On any error nothing of this student
+        is written, and the error is raised."""
         dest = self.root / "autograded" / student / self.assignment
         shutil.rmtree(dest, ignore_errors=True)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(executed, dest, symlinks=True)
-        notebooks = self._write_grades(student, dest)
-        for name, nb in notebooks.items():  # its own connection, after our commit
-            AssignLatePenalties(config=self.config).preprocess(nb, self._resources(student, name))
+        if isinstance(executed, dict):
+            write_files(executed, dest)
+        else:
+            shutil.copytree(executed, dest, symlinks=True)
+        self._write_grades(student, dest)
         scores = self.scores(student)
         self._session.commit()  # ends the read: no lock stays held between students
         return scores
@@ -299,9 +300,11 @@ class Recorder:
                         grade.auto_score = 0
                         grade.needs_manual_grade = False
                     continue
-                nb = nbformat.read(path, as_version=4)
-                _SaveAutoGradesInto(gradebook, config=self.config).preprocess(
-                    nb, self._resources(student, notebook.name))
+                # written by the worker's nbgrader, which validated it: read it as it is
+                nb = nbformat.v4.reads(path.read_text(encoding="utf-8"))
+                resources = self._resources(student, notebook.name)
+                _SaveAutoGradesInto(gradebook, config=self.config).preprocess(nb, resources)
+                _AssignLatePenaltiesInto(gradebook, config=self.config).preprocess(nb, resources)
                 notebooks[notebook.name] = nb
             self._session.commit()
         except BaseException:
@@ -316,6 +319,45 @@ class Recorder:
         return _scores(self.gradebook, student, self.assignment)
 
 
+def write_files(files: dict[str, bytes], folder: Path) -> None:
+    """Write ``{relative path: bytes}`` into the (new) ``folder``; no path may leave it."""
+    folder.mkdir(parents=True)
+    top = folder.resolve()
+    for name, data in files.items():
+        path = (folder / name).resolve()
+        if not path.is_relative_to(top) or path == top:
+            raise ValueError(f"a file's path leaves its folder: {name!r}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+class _OneSubmittedNotebook:
+    """An open gradebook, as nbgrader's ``SaveAutoGrades`` uses it for one submitted
+    notebook: each cell's grade and comment comes from that notebook's rows, read once,
+    instead of one query per cell. The same row objects, so nbgrader's own scoring
+    (``_add_score``, ``_add_comment``) writes exactly what it writes otherwise."""
+
+    def __init__(self, gradebook, submitted_notebook) -> None:
+        self.db = gradebook.db
+        self._grades = {grade.name: grade for grade in submitted_notebook.grades}
+        self._comments = {comment.name: comment for comment in submitted_notebook.comments}
+
+    def find_grade(self, grade_id: str, *where):
+        return self._find(self._grades, grade_id, "grade", where)
+
+    def find_comment(self, grade_id: str, *where):
+        return self._find(self._comments, grade_id, "comment", where)
+
+    @staticmethod
+    def _find(rows: dict, grade_id: str, kind: str, where: tuple):
+        from nbgrader.api import MissingEntry
+
+        try:
+            return rows[grade_id]
+        except KeyError:  # as nbgrader's own lookup fails
+            raise MissingEntry(f"no {kind} {grade_id!r} for {where}") from None
+
+
 class _SaveAutoGradesInto(SaveAutoGrades):
     """nbgrader's ``SaveAutoGrades``, writing through a gradebook that is already open."""
 
@@ -327,5 +369,34 @@ class _SaveAutoGradesInto(SaveAutoGrades):
         self.notebook_id = resources["nbgrader"]["notebook"]
         self.assignment_id = resources["nbgrader"]["assignment"]
         self.student_id = resources["nbgrader"]["student"]
-        self.gradebook = self._open_gradebook
+        submitted = self._open_gradebook.find_submission_notebook(
+            self.notebook_id, self.assignment_id, self.student_id)
+        self.gradebook = _OneSubmittedNotebook(self._open_gradebook, submitted)
         return Preprocessor.preprocess(self, nb, resources)
+
+
+class _AssignLatePenaltiesInto(AssignLatePenalties):
+    """nbgrader's ``AssignLatePenalties`` (its plugin, its bounds on the penalty), in the
+    student's open transaction instead of a connection of its own."""
+
+    def __init__(self, gradebook, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._open_gradebook = gradebook
+
+    def preprocess(self, nb, resources):
+        names = resources["nbgrader"]
+        gradebook = self._open_gradebook
+        self.init_plugin()
+        submission = gradebook.find_submission(names["assignment"], names["student"])
+        notebook = gradebook.find_submission_notebook(
+            names["notebook"], names["assignment"], names["student"])
+        gradebook.db.flush()
+        gradebook.db.expire(notebook)  # its score, summed from the grades just written
+        notebook.late_submission_penalty = None
+        if submission.total_seconds_late > 0:
+            self.log.warning("%s is %s seconds late", submission, submission.total_seconds_late)
+            penalty = self.plugin_inst.late_submission_penalty(
+                names["student"], notebook.score, submission.total_seconds_late)
+            if penalty is not None:
+                notebook.late_submission_penalty = self._check_late_penalty(notebook, penalty)
+        return nb, resources
