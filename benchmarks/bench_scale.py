@@ -87,25 +87,29 @@ def main() -> int:
           "pool's, cell by cell")
 
     print("\n2. Where the time went (seconds)")
-    print(f"{'run':<38} {'set-up':>7} {'worker/subm':>12} {'serial/subm':>12} {'f':>7}")
+    print(f"{'run':<38} {'set-up':>7} {'worker/subm':>12} {'serial/subm':>12} "
+          f"{'cpu/subm':>9} {'f wall':>7} {'f cpu':>7}")
     fractions = {}
     for label, phases in runs.items():
         worker = phases["execute"] / n
         serial = (phases["submit"] + phases["record"]) / n
-        fractions[label] = serial / (serial + worker)
+        serial_cpu = phases["serial cpu"] / n
+        fractions[label] = (serial / (serial + worker), serial_cpu / (serial_cpu + worker))
         print(f"{label:<38} {phases['setup']:>7.1f} {worker:>12.3f} {serial:>12.4f} "
-              f"{fractions[label]:>7.4f}")
-    print("serial/subm: the main process's time per submission (sending it, recording "
-          "it, the journal);\nf = serial / (serial + worker): the serial fraction of one "
-          "submission's work")
+              f"{serial_cpu:>9.4f} {fractions[label][0]:>7.4f} {fractions[label][1]:>7.4f}")
+    print("serial/subm: the main process's time per submission (sending it, recording it, "
+          "the journal),\nwall clock, sharing the cores with the workers; cpu/subm: its CPU "
+          "time, what it costs on a core of its own;\nf = serial / (serial + worker): the "
+          "serial fraction of one submission's work")
 
     print("\n3. Projection (Amdahl's law from f above; not measured)")
-    print(f"{'run':<38}" + "".join(f"{f'{w} workers':>22}" for w in PROJECTED_WORKERS))
+    print(f"{'run, f from':<38}" + "".join(f"{f'{w} workers':>22}" for w in PROJECTED_WORKERS))
     for label, phases in runs.items():
-        single = 60 / (phases["execute"] / n + (phases["submit"] + phases["record"]) / n)
-        speedups = [amdahl(fractions[label], w) for w in PROJECTED_WORKERS]
-        cells = "".join(f" {x:>7.1f}x {x * single:>8.0f}/min" for x in speedups)
-        print(f"{label:<38}{cells}")
+        for measure, f in zip(("wall", "cpu"), fractions[label], strict=True):
+            single = 60 / (phases["execute"] / n / (1 - f))  # one worker's rate, with f
+            speedups = [amdahl(f, w) for w in PROJECTED_WORKERS]
+            cells = "".join(f" {x:>7.1f}x {x * single:>8.0f}/min" for x in speedups)
+            print(f"{label[:30] + ', ' + measure:<38}{cells}")
     print("x: speed-up over one worker; /min: submissions per minute, from one worker's "
           "measured rate")
     return 0 if same else 1

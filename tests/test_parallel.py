@@ -254,6 +254,28 @@ def test_a_killed_dask_worker_loses_and_duplicates_nothing(tmp_path_factory, ser
     assert _csv_without_timestamps(root) == serial_grades[1]
 
 
+def test_a_dask_cluster_without_workers_is_a_clear_error(tmp_path_factory, tmp_path):
+    from lmlogits_grader import cluster
+
+    root = _course_with(tmp_path_factory, "no-workers", {"amy": "correct"})
+    with cluster.local_cluster(tmp_path / "cluster", workers=0) as (address, _), \
+            pytest.raises(RuntimeError, match=r"the Dask cluster at .* has no workers: start"):
+        parallel.grade_in_parallel(root, ["amy"], progress=False, scheduler=address)
+    assert parallel.recorded_students(root) == set()
+
+
+def test_a_worker_with_another_grader_refuses_to_start(tmp_path):
+    from types import SimpleNamespace
+
+    from lmlogits_grader import cluster
+
+    plugin = cluster.GradingPlugin({}, warm=False, settings={}, grader="0" * 64)
+    worker = SimpleNamespace(address="tcp://10.0.0.7:4000", local_directory=str(tmp_path))
+    with pytest.raises(RuntimeError, match=r"worker tcp://10.0.0.7:4000 has another grader"):
+        plugin.setup(worker)
+    assert not (tmp_path / "lmlogits-course").exists()
+
+
 def test_no_dask_scheduler_at_the_address_is_a_clear_error(tmp_path_factory, monkeypatch):
     from lmlogits_grader import cluster
 

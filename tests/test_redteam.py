@@ -1,9 +1,10 @@
 """Red team: every attack in tests/attacks.py graded in one class, with warm kernels and
-again with fresh kernels, next to honest submissions.
+again with fresh kernels (but the attacks decided in the grader's own process, which
+run with warm kernels only), next to honest submissions.
 
 Each attack must get exactly its fair score (written by hand in attacks.py), reach
-nothing (no ``LEAK:`` line anywhere), and leave nothing behind: the honest students'
-grades equal their grades in a class without attacks, the grader's files, the
+nothing (no ``LEAK:`` line anywhere), and leave nothing behind: the honest students
+get their fair grades (written by hand too), the grader's files, the
 environment and the model are unchanged, the gradebook holds what the grader recorded,
 and no process started by a submission is alive afterwards.
 """
@@ -39,6 +40,15 @@ HONEST = {
     "honest-global-phrase": "global_phrase",
     "honest-logits": "returns_logits",
     "honest-ignores-k": "ignores_k",
+}
+# their fair scores, worked out by hand from the rubric as in tests/test_autograde.py
+HONEST_SCORES = {
+    "honest-correct": attacks.CORRECT,
+    "honest-alternative": attacks.CORRECT,
+    "honest-off-by-one": attacks.OFF_BY_ONE,
+    "honest-global-phrase": (5, 2, 0, 1, 0, 0),  # the visible example looks right
+    "honest-logits": (5, 2, 0, 0, 2, 3),  # a table of logits: not probabilities
+    "honest-ignores-k": attacks.IGNORES_K,
 }
 AUTO_CELLS = [
     "test_step1", "test_step2", "test_step3", "test_step4", "test_step5",
@@ -196,15 +206,6 @@ def _honest_notebooks() -> dict:
     return {student: submissions.make_submission(kind) for student, kind in HONEST.items()}
 
 
-@pytest.fixture(scope="module")
-def control(tmp_path_factory):
-    """The honest submissions graded on their own."""
-    root = tmp_path_factory.mktemp("control") / "course"
-    _, outcome, _, _ = _grade_class(root, _honest_notebooks(), warm=True)
-    assert all(outcome.values())
-    return course.cell_grades(root)
-
-
 @pytest.fixture(scope="module", params=["warm", "fresh"])
 def batch(request, tmp_path_factory):
     """Every attack and the honest submissions, graded in one class."""
@@ -281,9 +282,11 @@ def test_no_attack_reaches_anything(batch):
         assert attacks.LEAK not in feedback, student
 
 
-def test_honest_grades_equal_a_class_without_attacks(batch, control):
+def test_honest_students_get_their_fair_grades_among_attacks(batch):
     for student in HONEST:
-        assert batch.grades[student] == control[student], student
+        assert _scores(batch.grades[student]) == HONEST_SCORES[student], student
+        for question in ("q1", "q2", "q3"):  # written answers wait for a person
+            assert batch.grades[student][question].needs_manual_grade, (student, question)
 
 
 def test_grader_files_environment_and_model_are_unchanged(batch):

@@ -272,8 +272,8 @@ def grade_in_parallel(
     ``phases``, when given, receives where the time went, in seconds: ``setup`` (the
     workers' course, slots and zygotes), ``submit`` (sending the submissions), ``record``
     (this process, per result: recording, the journal, and any submission graded here
-    instead), ``execute`` (the workers' own autograde time, summed), ``wall``, and the
-    number of ``workers``.
+    instead), ``serial cpu`` (this process's CPU time in those two), ``execute`` (the
+    workers' own autograde time, summed), ``wall``, and the number of ``workers``.
 
     Returns:
         ``{student: success}`` for the students graded in this call (already recorded
@@ -316,15 +316,17 @@ def grade_in_parallel(
     try:
         with record.Recorder(root, assignment) as recorder, pool:
             pending = {}
+            cpu = time.process_time()
             for student in todo:
                 files = submission_files(root, student, assignment)
                 pending[pool.submit(execute_submission, student, assignment, files)] = student
             phases["submit"] = time.perf_counter() - start
+            phases["serial cpu"] = time.process_time() - cpu
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     student = pending.pop(future)
-                    recording = time.perf_counter()
+                    recording, cpu = time.perf_counter(), time.process_time()
                     scores = _record_result(recorder, student, future, phases)
                     if scores is None:  # graded here instead, by nbgrader itself
                         result = serial_api.autograde(assignment, student, force=True,
@@ -335,6 +337,7 @@ def grade_in_parallel(
                     if outcome[student]:
                         record.mark_recorded(root, student, assignment, scores)
                     phases["record"] += time.perf_counter() - recording
+                    phases["serial cpu"] += time.process_time() - cpu
                     report(student)
     finally:
         if client is not None:

@@ -245,6 +245,7 @@ class Recorder:
         self.config = self.coursedir.config
         self.gradebook = Gradebook(self.coursedir.db_url, self.coursedir.course_id)
         self._session = self.gradebook.db
+        self._names: list[str] | None = None
 
     def __enter__(self) -> Recorder:
         return self
@@ -265,10 +266,7 @@ class Recorder:
             write_files(executed, dest)
         else:
             shutil.copytree(executed, dest, symlinks=True)
-        self._write_grades(student, dest)
-        scores = self.scores(student)
-        self._session.commit()  # ends the read: no lock stays held between students
-        return scores
+        return self._write_grades(student, dest)
 
     def _resources(self, student: str, notebook: str) -> dict:
         return {"nbgrader": {
@@ -276,12 +274,19 @@ class Recorder:
             "db_url": self.coursedir.db_url,
         }}
 
-    def _write_grades(self, student: str, dest: Path) -> dict:
+    def _notebook_names(self) -> list[str]:
+        """The assignment's notebooks (read once per run: grading does not change them)."""
+        if self._names is None:
+            assignment = self.gradebook.find_assignment(self.assignment)
+            self._names = [notebook.name for notebook in assignment.notebooks]
+        return self._names
+
+    def _write_grades(self, student: str, dest: Path) -> dict[str, float | None]:
+        """Write the student's rows in one transaction; return their automatic scores."""
         import nbformat
 
         gradebook = self.gradebook
         gradebook.db = _DeferredCommits(self._session)
-        notebooks = {}
         try:
             gradebook.update_or_create_student(student)
             submitted = self.root / "submitted" / student / self.assignment
@@ -291,28 +296,28 @@ class Recorder:
                     self.assignment, student, timestamp=timestamp)
             else:
                 gradebook.update_or_create_submission(self.assignment, student)
-            for notebook in gradebook.find_assignment(self.assignment).notebooks:
-                path = dest / f"{notebook.name}.ipynb"
+            for name in self._notebook_names():
+                path = dest / f"{name}.ipynb"
                 if not path.exists():  # as nbgrader does for a notebook not submitted
                     submission = gradebook.find_submission_notebook(
-                        notebook.name, self.assignment, student)
+                        name, self.assignment, student)
                     for grade in submission.grades:
                         grade.auto_score = 0
                         grade.needs_manual_grade = False
                     continue
                 # written by the worker's nbgrader, which validated it: read it as it is
                 nb = nbformat.v4.reads(path.read_text(encoding="utf-8"))
-                resources = self._resources(student, notebook.name)
+                resources = self._resources(student, name)
                 _SaveAutoGradesInto(gradebook, config=self.config).preprocess(nb, resources)
                 _AssignLatePenaltiesInto(gradebook, config=self.config).preprocess(nb, resources)
-                notebooks[notebook.name] = nb
+            scores = self.scores(student)  # from the rows in hand, before they expire
             self._session.commit()
         except BaseException:
             self._session.rollback()
             raise
         finally:
             gradebook.db = self._session
-        return notebooks
+        return scores
 
     def scores(self, student: str) -> dict[str, float | None]:
         """The student's automatic score per graded cell, as the gradebook holds it."""
