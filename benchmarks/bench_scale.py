@@ -103,13 +103,13 @@ def main() -> int:
           "serial fraction of one submission's work")
 
     print("\n3. Projection (Amdahl's law from f above; not measured)")
-    print(f"{'run, f from':<38}" + "".join(f"{f'{w} workers':>22}" for w in PROJECTED_WORKERS))
+    print(f"{'run':<38}" + "".join(f"{f'{w} workers':>22}" for w in PROJECTED_WORKERS))
     for label, phases in runs.items():
         for measure, f in zip(("wall", "cpu"), fractions[label], strict=True):
             single = 60 / (phases["execute"] / n / (1 - f))  # one worker's rate, with f
             speedups = [amdahl(f, w) for w in PROJECTED_WORKERS]
             cells = "".join(f" {x:>7.1f}x {x * single:>8.0f}/min" for x in speedups)
-            print(f"{label[:30] + ', ' + measure:<38}{cells}")
+            print(f"{label.split(' (')[0] + ', f from ' + measure:<38}{cells}")
     print("x: speed-up over one worker; /min: submissions per minute, from one worker's "
           "measured rate")
     return 0 if same else 1
