@@ -164,8 +164,9 @@ def local_cluster(folder: Path, workers: int = 2,
                   "--local-directory", str(folder / f"worker-{index}"))
             for index in range(workers)
         ]
-        with Client(address, timeout=CONNECT_SECONDS, set_as_default=False) as client:
-            client.wait_for_workers(workers, timeout=120)
+        if workers:
+            with Client(address, timeout=CONNECT_SECONDS, set_as_default=False) as client:
+                client.wait_for_workers(workers, timeout=120)
         yield address, worker_processes
     finally:
         for process in started:  # each with everything it started
