@@ -73,23 +73,48 @@ class GradingPlugin(WorkerPlugin):
     def setup(self, worker) -> None:
         # run in the worker's main thread on purpose: the zygote dies with the thread
         # that started it (PR_SET_PDEATHSIG), and this thread lives as long as the worker
-        from lmlogits_grader import parallel, record
+        from lmlogits_grader import execute, parallel, record
 
-        os.environ.update(self.settings)
-        here = record.grader_digest()
-        if here != self.grader:
-            raise RuntimeError(
-                f"worker {worker.address} has another grader (code, student package or "
-                f"model: {here[:12]} here, {self.grader[:12]} in the grading run): install "
-                "the same version of the course on every machine")
-        parallel.stop_worker()  # a run before this one on the same worker
-        parallel.start_worker(self.bundle, Path(worker.local_directory) / "lmlogits-course",
-                              self.warm)
+        try:
+            parallel.stop_worker()  # a run before this one on the same worker
+            _restore_environment()  # nothing of an earlier run's settings stays
+            os.environ.update(self.settings)
+            execute.sandbox_settings.cache_clear()
+            here = record.grader_digest()
+            if here != self.grader:
+                raise RuntimeError(
+                    f"worker {worker.address} has another grader (code, student package or "
+                    f"model: {here[:12]} here, {self.grader[:12]} in the grading run): "
+                    "install the same version of the course on every machine")
+            parallel.start_worker(self.bundle,
+                                  Path(worker.local_directory) / "lmlogits-course", self.warm)
+        except BaseException:
+            # a worker that cannot grade must not take submissions: it leaves the cluster
+            # (Dask keeps a worker whose plugin failed when it joined later)
+            loop = getattr(worker, "loop", None)
+            if loop is not None:
+                loop.add_callback(worker.close, nanny=True, reason="lmlogits-grader-setup")
+            raise
 
     def teardown(self, worker) -> None:
-        from lmlogits_grader import parallel
+        from lmlogits_grader import execute, parallel
 
         parallel.stop_worker()
+        _restore_environment()
+        execute.sandbox_settings.cache_clear()
+
+
+_worker_environment: dict[str, str] | None = None  # this worker's own, before any run
+
+
+def _restore_environment() -> None:
+    """Put back the environment the worker had before the first grading run set it up."""
+    global _worker_environment
+    if _worker_environment is None:
+        _worker_environment = dict(os.environ)
+        return
+    os.environ.clear()
+    os.environ.update(_worker_environment)
 
 
 def grading_settings() -> dict[str, str]:
@@ -151,13 +176,16 @@ def local_cluster(folder: Path, workers: int = 2,
         start("scheduler", "scheduler", "--host", host, "--port", "0", "--no-dashboard",
               "--scheduler-file", str(address_file))
         deadline = time.monotonic() + 60
-        while not address_file.exists() and time.monotonic() < deadline:
+        address = None
+        while address is None and time.monotonic() < deadline:
             if started[0].poll() is not None:
                 break
-            time.sleep(0.1)
-        if not address_file.exists():
+            try:  # the scheduler may be writing the file right now
+                address = json.loads(address_file.read_text())["address"]
+            except (OSError, ValueError, KeyError):
+                time.sleep(0.1)
+        if address is None:
             raise RuntimeError(f"the Dask scheduler did not start: see {folder / 'scheduler.log'}")
-        address = json.loads(address_file.read_text())["address"]
         worker_processes = [
             start(f"worker-{index}", "worker", address, "--nthreads", "1", "--nworkers", "1",
                   "--no-dashboard", "--host", host,

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import multiprocessing
 import os
 import shutil
@@ -108,11 +109,8 @@ def worker_bundle(root: Path, assignment: str = course.ASSIGNMENT) -> dict[str, 
             config.write(WORKER_CONFIG)
         for folder in ("source", "release"):
             shutil.copytree(root / folder, template / folder)
-        database = record.sqlite_path(record.course_directory(root).db_url)
-        if database is not None and database.is_file():
-            shutil.copy(database, template / "gradebook.db")
-        else:
-            course.generate(course.api_for(template), assignment)
+        # the assignment's rows only: no student's grades leave the course
+        course.generate(course.api_for(template), assignment)
         return pack(template)
 
 
@@ -129,12 +127,18 @@ def start_worker(bundle: dict[str, bytes], worker_root: Path, warm: bool) -> Non
 
 
 def stop_worker() -> None:
-    """Stop this worker's zygote (and with it its kernels) and remove its course copy."""
+    """Stop this worker's zygote (and with it its kernels) and remove its course copy;
+    waits for a submission being graded to finish."""
     global _worker_api, _worker_root
-    _stop_zygote()
-    if _worker_root is not None:
-        shutil.rmtree(_worker_root, ignore_errors=True)
-    _worker_api = _worker_root = None
+    from lmlogits_grader.execute import KERNEL_PARENT_ENV, WARM_SOCKET_ENV
+
+    with _worker_lock:
+        _stop_zygote()
+        if _worker_root is not None:
+            shutil.rmtree(_worker_root, ignore_errors=True)
+        _worker_api = _worker_root = None
+        os.environ.pop(KERNEL_PARENT_ENV, None)
+        os.environ.pop(WARM_SOCKET_ENV, None)
 
 
 def _init_worker(worker_root: str, warm: bool, slot: int = 1) -> None:
@@ -298,22 +302,25 @@ def grade_in_parallel(
         from lmlogits_grader import cluster
 
         client = cluster.connect(scheduler, bundle, warm)
-        pool = client.get_executor(pure=False)
-        workers = cluster.worker_count(client)
-    else:
-        workers = min(workers, len(todo))
-        if warm:
-            _fetch_model_once()
-        pool = _local_pool(root, bundle, workers, warm)
-    serial_api = course.api_for(root)
-    start = time.perf_counter()
-    phases.update(workers=workers, setup=start - began, submit=0.0, record=0.0, execute=0.0)
-
-    def report(student: str) -> None:
-        if progress:
-            course.print_progress(outcome, student, len(todo), start, f", {workers} workers")
-
     try:
+        if client is not None:
+            pool = client.get_executor(pure=False)
+            workers = cluster.worker_count(client)
+        else:
+            workers = min(workers, len(todo))
+            if warm:
+                _fetch_model_once()
+            pool = _local_pool(root, bundle, workers, warm)
+        serial_api = course.api_for(root)
+        start = time.perf_counter()
+        phases.update(workers=workers, setup=start - began, submit=0.0, record=0.0,
+                      execute=0.0)
+
+        def report(student: str) -> None:
+            if progress:
+                course.print_progress(outcome, student, len(todo), start,
+                                      f", {workers} workers")
+
         with record.Recorder(root, assignment) as recorder, pool:
             pending = {}
             cpu = time.process_time()
@@ -340,10 +347,12 @@ def grade_in_parallel(
                     phases["serial cpu"] += time.process_time() - cpu
                     report(student)
     finally:
-        if client is not None:
+        if client is not None:  # the workers let go of this run's course and zygotes
+            with contextlib.suppress(Exception):
+                client.unregister_worker_plugin(cluster.PLUGIN_NAME)
             client.close()
+        shutil.rmtree(root / WORKERS_DIR, ignore_errors=True)
     phases["wall"] = time.perf_counter() - began
-    shutil.rmtree(root / WORKERS_DIR, ignore_errors=True)
     return outcome
 
 

@@ -151,17 +151,21 @@ def claim_slot(first: int = 1, last: int = 99) -> int:
     """A worker slot (and with it its kernels' user id) that no other live grading
     worker on this machine holds, kept until this process ends.
 
-    Each slot is a lock file under ``shared_root()/lmlogits-slots``; its ``flock`` goes
+    Each slot is a lock file under ``shared_root()/lmlogits-slots-<uid>``; its ``flock`` goes
     away with the process that took it, however it ends, so a killed worker's slot is
     free again for the worker that replaces it.
     """
     global _claimed_slot
     if _claimed_slot is not None:
         return _claimed_slot[0]
-    folder = shared_root() / "lmlogits-slots"
+    folder = shared_root() / f"lmlogits-slots-{os.geteuid()}"  # one set per grading user
     folder.mkdir(mode=0o700, exist_ok=True)
+    info = folder.lstat()
+    if info.st_uid != os.geteuid() or info.st_mode & 0o077 or folder.is_symlink():
+        raise RuntimeError(f"{folder} is not this user's private folder: remove it")
     for slot in range(first, last + 1):
-        descriptor = os.open(folder / f"slot-{slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        descriptor = os.open(folder / f"slot-{slot}.lock",
+                             os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
