@@ -99,8 +99,7 @@ def unpack(files: dict[str, bytes], folder: Path) -> Path:
 def worker_bundle(root: Path, assignment: str = course.ASSIGNMENT) -> dict[str, bytes]:
     """What a worker needs of the course, as files: the config (with
     :data:`WORKER_CONFIG`), ``source/`` and ``release/``, and a SQLite gradebook that
-    knows the assignment (a copy of the course's own when that is SQLite; made by
-    ``nbgrader generate_assignment`` when the course's gradebook is a database server).
+    knows the assignment and no student (made by ``nbgrader generate_assignment``).
     """
     with tempfile.TemporaryDirectory(prefix="lmlogits-bundle-") as scratch:
         template = Path(scratch)

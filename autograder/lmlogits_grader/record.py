@@ -213,7 +213,7 @@ class _DeferredCommits:
     """Stands in for a gradebook's session: nbgrader's calls to ``commit`` wait for the
     end of the student's record, so that it is one transaction (one disk sync, not one
     per cell); the session's autoflush still lets every query see what was written
-    before it. :meth:`Recorder.record` commits."""
+    before it. The Recorder commits once the student's rows are written."""
 
     def __init__(self, session) -> None:
         self._session = session
