@@ -120,11 +120,19 @@ c.Execute.extra_arguments = ["--IPKernelApp.log_level=ERROR"]
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"[\s\S]*"
 
-# feedback: never show hidden test code, in the source or in tracebacks
+# Each question's mark scheme is in its (locked) markdown cell of the source, between
+# "### BEGIN MARK SCHEME" and "### END MARK SCHEME": generate_assignment removes it from
+# the release after SaveCells has stored it, OverwriteCells puts it back into the
+# autograded notebook that formgrader shows graders, and the feedback removes it again.
+# nbgrader would only accept it in a "task" cell, which would add a graded cell.
+c.ClearMarkScheme.enforce_metadata = False
+
+# feedback: never show hidden test code (in the source or in tracebacks), nor a mark scheme
 c.GenerateFeedback.preprocessors = [
     GetGrades,
     HideHiddenTestTracebacks,
     ClearHiddenTests,
+    ClearMarkScheme,
     SanitizeHTML,
     CSSHTMLHeaderPreprocessor,
 ]

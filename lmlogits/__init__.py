@@ -6,7 +6,9 @@ Students use:
   (distilgpt2 unless ``LMLOGITS_MODEL`` says otherwise) and loading it;
 - :func:`check_global_vars`: catches a function that reads notebook globals;
 - :func:`show_table` and :func:`plot_distribution`: display a tokens/probabilities table;
-- :func:`check_next_token_table`: checks the shape of a top-k table.
+- :func:`check_next_token_table`: checks the shape of a top-k table;
+- :func:`model_banner`: says which model runs, loudly when it is not distilgpt2;
+- :func:`explore_temperature`: the optional temperature slider at the notebook's end.
 
 The answer to the exercise (a reference ``predict_next_tokens``) is deliberately not here:
 it lives with the instructor's grading code under ``autograder/``.
@@ -23,6 +25,7 @@ _EXPORTS = {
     "COURSE_MODEL": "lmlogits.model",
     "ModelUnavailableError": "lmlogits.model",
     "load_model_and_tokenizer": "lmlogits.model",
+    "model_banner": "lmlogits.model",
     "model_name": "lmlogits.model",
     "resolve_model": "lmlogits.model",
     "TINY_MODEL_NAME": "lmlogits.tiny",
@@ -31,6 +34,7 @@ _EXPORTS = {
     "check_next_token_table": "lmlogits.checks",
     "plot_distribution": "lmlogits.display",
     "show_table": "lmlogits.display",
+    "explore_temperature": "lmlogits.explore",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -113,6 +113,50 @@ def resolve_model(name: str | None = None) -> str:
     raise ModelUnavailableError(_unavailable_message(name, reason))
 
 
+# The hub ids under which distilgpt2 is published: its figures are the notebook's.
+COURSE_MODEL_IDS = frozenset({COURSE_MODEL, "distilbert/distilgpt2"})
+
+
+def model_banner(name: str | None = None) -> str:
+    """One line saying which model the notebook runs, and a warning banner if not distilgpt2.
+
+    The notebook's expected figures are distilgpt2's. The built-in offline model (which
+    the course's tests use) was trained on text holding the course's own phrases, so its
+    top tokens can look like distilgpt2's: a student must never take them for those.
+
+    Args:
+        name: as for :func:`model_name` (``None``: ``$LMLOGITS_MODEL``, else distilgpt2).
+
+    Returns:
+        ``"Model: distilgpt2 (...)"`` for the course model; otherwise a banner of several
+        lines that starts with ``"NOT distilgpt2"`` once framed.
+
+    Examples:
+        >>> model_banner("distilgpt2").startswith("Model: distilgpt2")
+        True
+        >>> "NOT distilgpt2" in model_banner("tiny")
+        True
+    """
+    requested = model_name(name)
+    if requested in COURSE_MODEL_IDS:
+        return (
+            f"Model: {requested} (the course model: your figures should match the "
+            "expected ones written in this notebook)"
+        )
+    if requested == TINY_MODEL_NAME:
+        what = "the course's built-in offline model (LMLOGITS_MODEL=tiny)"
+    else:
+        what = f"{requested!r} (from LMLOGITS_MODEL or the name you gave)"
+    rule = "!" * 78
+    return "\n".join([
+        rule,
+        "NOT distilgpt2: this notebook is running " + what + ".",
+        "Its predictions differ from the distilgpt2 figures written in this notebook.",
+        "Unset LMLOGITS_MODEL to use distilgpt2.",
+        rule,
+    ])
+
+
 def load_model_and_tokenizer(name: str | None = None):
     """Load the course model and its tokenizer, once per process.
 

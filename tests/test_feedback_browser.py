@@ -87,3 +87,35 @@ def test_ungraded_answers_say_awaiting_grading_and_the_plot_is_shown(pages):
     assert "Score: 0.0 / 2.0" not in shown["text"]
     assert shown["plots"] >= 1  # the bar chart, drawn by the warm kernel
     assert shown["padded"] not in ("0px", "")
+
+
+def _formgrader_html(root: Path, student: str) -> str:
+    """The page formgrader shows a grader for this student's notebook: nbgrader's own
+    exporter and template ("formgrade"), as its submission handler calls them."""
+    from nbconvert.exporters import HTMLExporter
+    from nbgrader.server_extensions.formgrader import handlers
+
+    exporter = HTMLExporter(template_name="formgrade",
+                            extra_template_basedirs=[handlers.template_path])
+    notebook = root / "autograded" / student / course.ASSIGNMENT / f"{course.ASSIGNMENT}.ipynb"
+    resources = {"assignment_id": course.ASSIGNMENT, "notebook_id": course.ASSIGNMENT,
+                 "submission_id": "x", "index": 0, "total": 1, "base_url": "/",
+                 "student": student, "last_name": None, "first_name": None,
+                 "notebook_path": str(notebook)}
+    html, _ = exporter.from_filename(str(notebook), resources=resources)
+    return html
+
+
+VISIBLE_TEXT = "() => document.body.innerText"
+
+
+def test_graders_see_the_mark_schemes_and_students_do_not(pages):
+    root = pages["ada"].parents[3]
+    grader_text = _render(pages["ada"], VISIBLE_TEXT, html=_formgrader_html(root, "ada"))
+    student_text = _render(pages["ada"], VISIBLE_TEXT)
+    schemes = [line for line in grader_text.split("\n") if "Mark scheme (graders only" in line]
+    assert len(schemes) == 3, schemes  # Q1, Q2 and Q3, each above the answer to grade
+    assert "No code is expected" in grader_text
+    assert "Q3." in student_text  # the feedback shows the questions...
+    assert "graders only" not in student_text  # ...but not how they are marked
+    assert "MARK SCHEME" not in pages["ada"].read_text()

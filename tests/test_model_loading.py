@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 
+import course_figures
 import pytest
 
 from lmlogits import COURSE_MODEL, ModelUnavailableError, model_name, resolve_model
@@ -160,23 +161,6 @@ def test_cached_hub_model_is_loaded_from_its_folder_offline(empty_hub_cache, mon
     assert tokenizer("This weekend I plan to")["input_ids"] == [770, 5041, 314, 1410, 284]
 
 
-# The course's published figures for distilgpt2: top-5 next tokens and probabilities.
-COURSE_TOP5 = {
-    "This weekend I plan to": [
-        (" go", 0.059828), (" take", 0.043880), (" spend", 0.031570),
-        (" make", 0.030519), (" do", 0.029206),
-    ],
-    "To be or not to": [
-        (" be", 0.648473), (" have", 0.021346), (" the", 0.012962),
-        (" do", 0.009471), (",", 0.007444),
-    ],
-    "For God so loved the": [
-        (" world", 0.120081), (" Lord", 0.072237), (" people", 0.050226),
-        (" earth", 0.042750), (" children", 0.026753),
-    ],
-}
-
-
 @pytest.mark.hub
 def test_distilgpt2_matches_the_course_figures():
     import torch
@@ -185,13 +169,16 @@ def test_distilgpt2_matches_the_course_figures():
         model, tokenizer = load_model_and_tokenizer("distilgpt2")
     except ModelUnavailableError as error:
         pytest.skip(f"distilgpt2 is neither cached nor downloadable here: {error}")
-    assert sum(p.numel() for p in model.parameters()) == 81_912_576
-    batch = tokenizer("This weekend I plan to", return_tensors="pt")
+    assert sum(p.numel() for p in model.parameters()) == course_figures.PARAMETERS
+    assert len(tokenizer) == course_figures.VOCABULARY
+    batch = tokenizer(course_figures.PHRASE, return_tensors="pt")
+    assert batch["input_ids"][0].tolist() == course_figures.INPUT_IDS
     with torch.no_grad():
         logits = model(**batch).logits
-    assert list(logits.shape) == [1, 5, 50257]
-    assert int(logits[0, -1].argmax()) == 467
-    for phrase, expected in COURSE_TOP5.items():
+    assert tuple(logits.shape) == course_figures.LOGITS_SHAPE
+    assert int(logits[0, -1].argmax()) == course_figures.ARGMAX_ID
+    assert tokenizer.decode(course_figures.ARGMAX_ID) == course_figures.ARGMAX_TOKEN
+    for phrase, expected in course_figures.TOP5.items():
         with torch.no_grad():
             last = model(**tokenizer(phrase, return_tensors="pt")).logits[0, -1]
         top = last.softmax(dim=-1).topk(5)

@@ -6,8 +6,12 @@ from __future__ import annotations
 import ast
 import json
 import re
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
+import course_figures
 import nbformat
 import pytest
 
@@ -90,14 +94,158 @@ def test_every_code_cell_is_valid_python(path):
             ast.parse(cell.source)  # a SyntaxError here fails the test
 
 
-def test_student_blanks_keep_the_course_hints_and_raise():
+def _cell(nb, grade_id: str):
+    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+BLANKS = ("step1", "step2", "step3", "step4", "step5", "predict_next_tokens")
+
+
+def test_every_blank_has_hints_and_raises():
     student = _read(STUDENT)
-    step1 = next(c for c in student.cells if c.metadata["nbgrader"]["grade_id"] == "step1")
-    assert 'batch = tokenizer(ph..., return_tensors="pt")' in step1.source
-    assert "raise NotImplementedError" in step1.source
-    sources = "\n".join(c.source for c in student.cells)
-    for hint in ("model_output.lo...", ".sof...(dim=-1)", 'batch["in..."]'):
-        assert hint in sources
+    for grade_id in BLANKS:
+        source = _cell(student, grade_id).source
+        assert "raise NotImplementedError" in source, grade_id
+        hints = [line for line in source.split("\n") if line.strip().startswith("#")]
+        assert hints, f"{grade_id} has no hint"
+
+
+# What each step asks the student to find out, written the way the solution writes it
+# (spaces ignored): no hint, visible test or text of the student copy may contain it.
+KEY_EXPRESSIONS = {
+    "step1": ['tokenizer(phrase,return_tensors="pt")', 'batch["input_ids"]'],
+    "step2": ["model(**batch)"],
+    "step3": ["[0,-1"],
+    "step4": ["softmax(dim=-1)", ".argmax()"],
+    "step5": ["topk(last_token_logits,k=10)", "[most_likely_tokens.indices]",
+              "most_likely_tokens.indices"],
+}
+
+
+def _without_spaces(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+def test_key_expressions_are_the_solutions():
+    # the list is real: every expression is in the solution of its own step
+    solution = _read(SOLUTION)
+    for grade_id, expressions in KEY_EXPRESSIONS.items():
+        source = _without_spaces(_cell(solution, grade_id).source)
+        for expression in expressions:
+            assert expression in source, (grade_id, expression)
+
+
+def test_no_hint_or_visible_test_gives_a_step_away():
+    student = _without_spaces("\n".join(c.source for c in _read(STUDENT).cells))
+    for grade_id, expressions in KEY_EXPRESSIONS.items():
+        for expression in expressions:
+            assert expression not in student, (grade_id, expression)
+
+
+def test_the_give_away_check_would_catch_the_old_hints():
+    leaky = _read(STUDENT)
+    _cell(leaky, "step3").source += "\n# HINT last_token_logits = model_output.lo...[0, -1, :]"
+    text = _without_spaces("\n".join(c.source for c in leaky.cells))
+    assert any(expression in text for expression in KEY_EXPRESSIONS["step3"])
+
+
+def test_each_blank_is_explained_above_it():
+    # a student reading only the markdown finds what each blank needs
+    student = _read(STUDENT)
+    explained = {
+        "step1_md": ['return_tensors="pt"', '"input_ids"', "Ġ", "decode"],
+        "step2_md": ["**", "keyword arguments", "torch.no_grad()", ".logits"],
+        "step3_md": ["batch", "position", "vocabulary", "index is 0", "-1", ":"],
+        "step4_md": ["softmax", "Tensor.argmax", "dim", "int(...)"],
+        "step5_md": ["torch.topk", "keeps the order", "probabilities[ids]", ".tolist()"],
+        "intro": ["*tokens*", "*logit*", "tokenization notebook", "generate"],
+    }
+    for grade_id, words in explained.items():
+        text = _cell(student, grade_id).source
+        for word in words:
+            assert word in text, (grade_id, word)
+
+
+# the notebook's written "expected" figures, and the figures the hub tests check
+def _expected_tables(text: str) -> dict[str, list[tuple[str, float]]]:
+    """The markdown table of the three phrases: {phrase: [(token, probability), ...]}."""
+    lines = [line for line in text.split("\n") if line.startswith("|")]
+    phrases = re.findall(r'`"([^"]+)"`', lines[0])
+    tables: dict[str, list[tuple[str, float]]] = {phrase: [] for phrase in phrases}
+    for line in lines[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        for phrase, (token, probability) in zip(phrases, zip(cells[::2], cells[1::2], strict=True),
+                                                strict=True):
+            tables[phrase].append((ast.literal_eval(token.strip("`")), float(probability)))
+    return tables
+
+
+def test_written_figures_are_the_course_figures():
+    student = _read(STUDENT)
+    tables = _expected_tables(_cell(student, "expected_md").source)
+    assert set(tables) == set(course_figures.TOP5)
+    for phrase, rows in tables.items():
+        expected = course_figures.TOP5[phrase]
+        assert [token for token, _ in rows] == [token for token, _ in expected], phrase
+        for (_, written), (_, published) in zip(rows, expected, strict=True):
+            assert abs(written - published) <= 0.5e-4 + 1e-9, phrase
+    step5 = _cell(student, "step5_md").source
+    written = re.findall(r"`('[^`]*')` (\d\.\d{4})", step5)
+    assert [(ast.literal_eval(t), float(p)) for t, p in written] == [
+        (token, round(probability, 4)) for token, probability in
+        course_figures.TOP5[course_figures.PHRASE]
+    ]
+    ids = ", ".join(f"{i:4d}" for i in course_figures.INPUT_IDS).strip()
+    assert f"tensor([[ {ids}]])" in _cell(student, "step1_md").source
+    tokens = ", ".join(f"`{token!r}`" for token in course_figures.TOKENS)
+    assert tokens in _cell(student, "step1_md").source
+    shape = "(" + ", ".join(str(n) for n in course_figures.LOGITS_SHAPE) + ")"
+    assert f"`logits shape: {shape}`" in _cell(student, "step2_md").source
+    assert f"`last_token_logits.shape == ({course_figures.VOCABULARY},)`" in _cell(
+        student, "step3_md").source
+    line = (f"Most likely next token: {course_figures.ARGMAX_TOKEN!r} (id "
+            f"{course_figures.ARGMAX_ID}), probability {course_figures.ARGMAX_PROBABILITY:.2%}")
+    assert f"`{line}`" in _cell(student, "step4_md").source
+    load = _cell(student, "load_md").source
+    assert f"Vocabulary size: {course_figures.VOCABULARY:,} tokens" in load
+    assert f"Parameters: {course_figures.PARAMETERS:,}" in load
+
+
+def test_written_input_ids_are_gpt2s(tiny_tokenizer):
+    # the offline model uses GPT-2's own tokenizer: the ids can be checked here
+    ids = tiny_tokenizer(course_figures.PHRASE)["input_ids"]
+    assert ids == course_figures.INPUT_IDS
+    assert [tiny_tokenizer.decode(i) for i in ids] == course_figures.TOKENS
+    assert tiny_tokenizer.decode(course_figures.ARGMAX_ID) == course_figures.ARGMAX_TOKEN
+
+
+# the questions and their mark schemes
+MARK_SCHEME = re.compile(r"### BEGIN MARK SCHEME\n(.*?)\n### END MARK SCHEME", re.DOTALL)
+
+
+def test_each_question_has_a_mark_scheme_worth_its_points():
+    source = _read(SOURCE)
+    for number in (1, 2, 3):
+        schemes = MARK_SCHEME.findall(_cell(source, f"q{number}_md").source)
+        assert len(schemes) == 1, number
+        points = _cell(source, f"q{number}").metadata["nbgrader"]["points"]
+        assert f"{points} points" in schemes[0], number
+        assert sum(int(n) for n in re.findall(r"(\d) point for", schemes[0])) == points
+
+
+def test_q3_asks_what_its_mark_scheme_rewards():
+    source = _read(SOURCE)
+    question, scheme = _cell(source, "q3_md").source.split("### BEGIN MARK SCHEME")
+    assert "a few different ways" in question and "don't have to write any code" in question
+    assert "decisions" in question and "decisions" in scheme
+    assert "at least two ways" in scheme and "No code is expected" in scheme
+
+
+@pytest.mark.parametrize("path", [STUDENT, SOLUTION], ids=["student", "solution"])
+def test_no_mark_scheme_in_a_copy_students_get(path):
+    text = path.read_text()
+    assert "MARK SCHEME" not in text and "Mark scheme" not in text
+    assert "graders only" not in text
 
 
 @pytest.mark.parametrize("path", [SOURCE, STUDENT, SOLUTION], ids=["source", "student", "solution"])
@@ -109,7 +257,7 @@ def test_notebooks_are_committed_without_outputs(path):
 
 def test_questions_are_the_same_in_both_copies():
     def questions(nb):
-        return [c.source for c in nb.cells if re.search(r"\*\*Q\d\.\*\*", c.source)]
+        return [c.source.strip() for c in nb.cells if re.search(r"\*\*Q\d\.\*\*", c.source)]
 
     student, solution = questions(_read(STUDENT)), questions(_read(SOLUTION))
     assert len(student) == 3 and student == solution
@@ -133,15 +281,57 @@ def test_badges_point_at_notebooks_of_this_repository():
     assert first.cell_type == "markdown" and "colab-badge.svg" in first.source
 
 
-def test_install_cell_uses_a_direct_reference_only_on_colab():
+def test_install_cell_pins_the_release_of_this_version():
     location = github_location()
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     install = _read(STUDENT).cells[2]
     assert "import google.colab" in install.source
     assert (
-        f'"lmlogits-course @ git+https://github.com/{location.owner}/{location.repository}'
-        f'@{location.branch}"' in install.source
+        f'PACKAGE = "lmlogits-course @ git+https://github.com/{location.owner}/'
+        f'{location.repository}@v{version}"' in install.source
     )
-    assert "torch" not in install.source.split("package =")[1]  # does not reinstall torch
+    assert "torch" not in install.source.split("PACKAGE =")[1].split("\n")[0]
     namespace: dict = {}
-    exec(install.source, namespace)  # outside Colab: runs, installs nothing
+    exec(install.source, namespace)  # outside Colab, with lmlogits installed: nothing to do
     assert namespace["ON_COLAB"] is False
+
+
+def _run_install_cell(tmp_path, google_colab: str | None, pip: str | None):
+    """Run the install cell in a plain Python without lmlogits (-I: no site folders of
+    ours), with a stand-in ``google.colab`` and ``pip`` when given."""
+    source = _cell(_read(STUDENT), "colab_install").source
+    if google_colab is not None:
+        (tmp_path / "google").mkdir()
+        (tmp_path / "google" / "__init__.py").write_text("")
+        (tmp_path / "google" / "colab.py").write_text(google_colab)
+    if pip is not None:
+        (tmp_path / "pip").mkdir()
+        (tmp_path / "pip" / "__init__.py").write_text("")
+        (tmp_path / "pip" / "__main__.py").write_text(pip)
+    script = tmp_path / "cell.py"
+    script.write_text(f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\n" + source)
+    base_python = Path(sys.base_prefix) / "bin" / "python3"
+    return subprocess.run([str(base_python), "-I", str(script)], capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path)
+
+
+def test_off_colab_a_missing_package_names_the_command(tmp_path):
+    result = _run_install_cell(tmp_path, google_colab=None, pip=None)
+    assert result.returncode != 0
+    assert "ModuleNotFoundError: This notebook needs the course's helper package" in result.stderr
+    location = github_location()
+    assert f'%pip install "{location.pip_reference()}"' in result.stderr
+
+
+def test_on_colab_pip_failure_shows_pips_message(tmp_path):
+    failing_pip = "import sys\nprint('ERROR: no such tag v9', file=sys.stderr)\nsys.exit(1)\n"
+    result = _run_install_cell(tmp_path, google_colab="", pip=failing_pip)
+    assert result.returncode != 0
+    assert "ERROR: no such tag v9" in result.stdout  # printed for the student
+    assert "RuntimeError: pip could not install" in result.stderr
+
+
+def test_on_colab_pip_success_is_quiet(tmp_path):
+    result = _run_install_cell(tmp_path, google_colab="", pip="import sys\nsys.exit(0)\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import course_figures
+import nbformat
 import pytest
 from notebook_runner import run_notebook
 
@@ -40,14 +42,51 @@ def test_solution_runs_top_to_bottom(solution_run):
 
 @pytest.mark.colab
 def test_solution_prints_what_the_course_shows(solution_run):
-    assert solution_run.stream("load_model").startswith("Model: ")
     assert "Vocabulary size: 50,257 tokens" in solution_run.stream("load_model")
+    assert "decoded: [' This', ' weekend', ' I', ' plan', ' to']" in solution_run.stream("step1")
     assert "logits shape: (1, 5, 50257)" in solution_run.stream("step2")
     line = solution_run.stream("step4")
     assert re.fullmatch(
         r"Most likely next token: '.+' \(id \d+\), probability \d+\.\d\d%\n", line
     ), line
-    assert solution_run.stream("check_globals") == "check_global_vars: OK\n"
+    assert solution_run.stream("check_globals").startswith("check_global_vars: OK")
+
+
+@pytest.mark.colab
+def test_the_built_in_model_is_announced_as_not_distilgpt2(solution_run):
+    # the tests run the built-in offline model (conftest): its figures are not the course's
+    assert os.environ["LMLOGITS_MODEL"] == "tiny"
+    banner = solution_run.stream("load_model")
+    assert banner.startswith("!!!!")
+    assert "NOT distilgpt2: this notebook is running the course's built-in offline model" in banner
+    assert "Its predictions differ from the distilgpt2 figures written in this notebook." in banner
+
+
+@pytest.mark.colab
+def test_the_explore_section_draws_a_chart_and_a_slider(solution_run):
+    outputs = solution_run.cell("explore").outputs
+    kinds = [key for output in outputs for key in output.get("data", {})]
+    assert "image/png" in kinds  # what a static render shows: T = 1
+    assert "application/vnd.jupyter.widget-view+json" in kinds  # the slider, in a live kernel
+
+
+def test_the_global_check_cell_does_not_pass_an_unwritten_function(tmp_path):
+    # steps 1-5 done, the function still the released stub: the check must not say OK
+    solution, student = (nbformat.read(path, as_version=4) for path in (SOLUTION, STUDENT))
+    stub = next(c for c in student.cells if c.metadata["nbgrader"]["grade_id"]
+                == "predict_next_tokens")
+    for cell in solution.cells:
+        if cell.metadata["nbgrader"]["grade_id"] == "predict_next_tokens":
+            cell.source = stub.source
+    path = tmp_path / SOLUTION.name
+    nbformat.write(solution, path)
+    result = run_notebook(path)
+    failed = result.failed_cell()
+    assert failed.metadata["nbgrader"]["grade_id"] == "check_globals"
+    assert result.stream("check_globals") == ""
+    assert [o.ename for o in failed.outputs if o.output_type == "error"] == [
+        "NotImplementedError"
+    ]
 
 
 @pytest.mark.colab
@@ -111,19 +150,6 @@ def test_nbgrader_validate_fails_on_the_untouched_student_copy():
     assert "Success!" not in result.stdout
 
 
-# distilgpt2's published figures (the course's), to 1e-4
-COURSE_TABLES = {
-    "show_weekend": [" go", " take", " spend", " make", " do"],
-    "show_be": [" be", " have", " the", " do", ","],
-    "show_god": [" world", " Lord", " people", " earth", " children"],
-}
-COURSE_PROBABILITIES = {
-    "show_weekend": [0.059828, 0.043880, 0.031570, 0.030519, 0.029206],
-    "show_be": [0.648473, 0.021346, 0.012962, 0.009471, 0.007444],
-    "show_god": [0.120081, 0.072237, 0.050226, 0.042750, 0.026753],
-}
-
-
 @pytest.mark.hub
 def test_solution_tables_match_distilgpt2_figures(monkeypatch):
     from lmlogits import ModelUnavailableError, resolve_model
@@ -135,11 +161,15 @@ def test_solution_tables_match_distilgpt2_figures(monkeypatch):
     monkeypatch.setenv("LMLOGITS_MODEL", "distilgpt2")
     result = run_notebook(SOLUTION)
     assert result.error is None
-    for grade_id, tokens in COURSE_TABLES.items():
+    assert result.stream("load_model").startswith("Model: distilgpt2 (the course model")
+    for grade_id, phrase in course_figures.TABLE_CELLS.items():
+        tokens = [token for token, _ in course_figures.TOP5[phrase]]
         table = result.html(grade_id)
         cells = re.findall(r'<td id="T_\w+_row\d+_col(\d)"[^>]*>(.*?)</td>', table)
         # show_table quotes tokens so that their leading space shows: ' go'
         shown_tokens = [html.unescape(value) for column, value in cells if column == "0"]
         shown_probabilities = [float(value) for column, value in cells if column == "1"]
         assert shown_tokens == [repr(token) for token in tokens]
-        assert shown_probabilities == pytest.approx(COURSE_PROBABILITIES[grade_id], abs=1e-4)
+        assert shown_probabilities == pytest.approx(
+            [probability for _, probability in course_figures.TOP5[phrase]], abs=1e-4
+        )

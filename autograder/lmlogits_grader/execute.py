@@ -138,6 +138,7 @@ def sandbox_settings(slot: int = 0) -> sandbox.SandboxSettings:
         "HF_HOME": "/tmp/home/huggingface",
         "MPLCONFIGDIR": "/tmp/home/matplotlib",
         "LMLOGITS_MODEL": str(model),
+        "LMLOGITS_GRADING": "1",  # the notebook's ungraded explore section skips itself
         "TOKENIZERS_PARALLELISM": "false",
         "PYTHONNOUSERSITE": "1",
         "PYTHONDONTWRITEBYTECODE": "1",

@@ -48,6 +48,12 @@ _HIDDEN_TESTS = re.compile(
     r"^[ \t]*### BEGIN HIDDEN TESTS[ \t]*\n.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?",
     re.MULTILINE | re.DOTALL,
 )
+# The questions' mark schemes: in the source (so nbgrader's gradebook keeps them and
+# formgrader shows them to graders), never in a copy students get.
+_MARK_SCHEME = re.compile(
+    r"\n*^[ \t]*### BEGIN MARK SCHEME[ \t]*\n.*?^[ \t]*### END MARK SCHEME[ \t]*(\n|\Z)",
+    re.MULTILINE | re.DOTALL,
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,7 @@ class GitHubLocation:
     repository: str
     branch: str
     distribution: str
+    version: str
 
     def colab_url(self, path: str) -> str:
         return (
@@ -63,20 +70,29 @@ class GitHubLocation:
             f"/blob/{self.branch}/{path}"
         )
 
+    @property
+    def release_tag(self) -> str:
+        """The git tag of this version (``v`` + pyproject's version), which students get."""
+        return f"v{self.version}"
+
     def pip_reference(self) -> str:
-        """pip's direct-reference form: never the bare registry name."""
+        """pip's direct-reference form, pinned to the release tag: never the bare
+        registry name (another package), never a moving branch (a runtime that installed
+        it once would keep an older commit of the same version)."""
         return (
             f"{self.distribution} @ git+https://github.com/{self.owner}/{self.repository}"
-            f"@{self.branch}"
+            f"@{self.release_tag}"
         )
 
 
 def github_location(repo: Path = REPO) -> GitHubLocation:
-    """Read the repository's GitHub location from pyproject.toml."""
+    """Read the repository's GitHub location and version from pyproject.toml."""
     pyproject = tomllib.loads((repo / "pyproject.toml").read_text(encoding="utf-8"))
     github = pyproject["tool"]["lmlogits"]["github"]
+    project = pyproject["project"]
     return GitHubLocation(
-        github["owner"], github["repository"], github["branch"], pyproject["project"]["name"]
+        github["owner"], github["repository"], github["branch"], project["name"],
+        project["version"],
     )
 
 
@@ -88,10 +104,20 @@ def badge_markdown(location: GitHubLocation, path: str) -> str:
 
 
 def install_cell_source(location: GitHubLocation) -> str:
+    """The notebook's first code cell: installs the helper package on Colab; elsewhere
+    checks that it is installed, and says the one command that installs it if not."""
     return "\n".join(
         [
-            "# On Google Colab only: install this course's helper package from GitHub.",
-            "# Colab already has torch, transformers and pandas; pip keeps them as they are.",
+            "# The course's helper package, lmlogits, pinned to the release this notebook was",
+            "# written for. On Colab it is installed from GitHub (Colab already has torch,",
+            "# transformers and pandas, and pip keeps them as they are); elsewhere it must be",
+            "# installed already, and this cell says how if it is not.",
+            "import importlib.util",
+            "import subprocess",
+            "import sys",
+            "",
+            "# pip's direct-reference form: the bare name on the registry is another package",
+            f'PACKAGE = "{location.pip_reference()}"',
             "try:",
             "    import google.colab  # noqa: F401  (importable on Colab only)",
             "    ON_COLAB = True",
@@ -99,13 +125,17 @@ def install_cell_source(location: GitHubLocation) -> str:
             "    ON_COLAB = False",
             "",
             "if ON_COLAB:",
-            "    import subprocess",
-            "    import sys",
-            "",
-            "    # pip's direct-reference form: the bare name on the registry is another package",
-            f'    package = "{location.pip_reference()}"',
-            '    pip = [sys.executable, "-m", "pip", "install", "--quiet"]',
-            "    subprocess.run([*pip, package], check=True)",
+            "    pip = [sys.executable, \"-m\", \"pip\", \"install\", \"--quiet\", PACKAGE]",
+            "    installed = subprocess.run(pip, capture_output=True, text=True)",
+            "    if installed.returncode != 0:",
+            "        print(installed.stdout + installed.stderr)",
+            "        raise RuntimeError(f\"pip could not install {PACKAGE} (see above)\")",
+            "elif importlib.util.find_spec(\"lmlogits\") is None:",
+            "    raise ModuleNotFoundError(",
+            "        \"This notebook needs the course's helper package `lmlogits`, which is not \"",
+            "        \"installed in this kernel's Python. Install it by running this in a cell, \"",
+            "        f\"then restart the kernel:\\n    %pip install \\\"{PACKAGE}\\\"\"",
+            "    )",
         ]
     )
 
@@ -142,7 +172,9 @@ def student_copy(source_nb, location: GitHubLocation, name: str):
             CheckCellMetadata(),
             ComputeChecksums(),
             ClearHiddenTests(),
-            ClearMarkScheme(),
+            # the mark schemes sit in the questions' locked markdown cells, not in task
+            # cells: nbgrader_config.py allows that too
+            ClearMarkScheme(enforce_metadata=False),
             ComputeChecksums(),
             CheckCellMetadata(),
         ],
@@ -155,7 +187,7 @@ def solution_copy(source_nb, location: GitHubLocation, name: str):
     nb = copy.deepcopy(source_nb)
     _set_generated_cells(nb, location, f"solutions/{name}.ipynb")
     for cell in nb.cells:
-        source = _HIDDEN_TESTS.sub("", cell.source)
+        source = _MARK_SCHEME.sub("\n", _HIDDEN_TESTS.sub("", cell.source))
         lines = [line for line in source.split("\n") if not _SOLUTION_MARKERS.match(line)]
         cell.source = strip_hints("\n".join(lines)).strip("\n")
     _apply(nb, [ClearOutput()])
