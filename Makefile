@@ -5,14 +5,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# The Colab-like environment: pandas 2.2 and transformers 4.x, as on Google Colab.
-COLAB_VENV ?= .venv-colab
-COLAB_STAMP := $(COLAB_VENV)/.installed
 
 # Tests never touch the network; the built-in model stands in for distilgpt2.
 TEST_ENV := HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: help venv sandbox browser postgres bench-scale demo grade autograde grade-export bench test lint notebooks test-colab test-pythons constraints clean
+.PHONY: help venv sandbox browser postgres bench-scale demo grade autograde grade-export bench test lint notebooks test-colab colab-snapshot test-pythons constraints clean
 
 help:
 	@echo "make demo        grade a sample class end to end and print the grade table"
@@ -27,7 +24,7 @@ help:
 	@echo "make bench-scale 200 submissions: local pool vs a Dask cluster, Amdahl projection"
 	@echo "make test        create .venv if needed, lint, run the whole test suite"
 	@echo "make notebooks   regenerate notebooks/ and solutions/ from autograder/source/"
-	@echo "make test-colab  run the solution notebook under pandas 2.2 + transformers 4.x"
+	@echo "make test-colab  the solution notebook on Google Colab's 2026-08 and 2026-01 runtimes"
 	@echo "make test-pythons  check_global_vars's tests on Python 3.10, 3.12, 3.13"
 	@echo "make clean       remove virtual environments and generated nbgrader folders"
 
@@ -113,16 +110,38 @@ test: lint sandbox browser postgres
 notebooks: $(STAMP)
 	$(BIN)/python -m lmlogits_grader.generate
 
-$(COLAB_STAMP): pyproject.toml requirements-colab.txt autograder/pyproject.toml
-	test -x $(COLAB_VENV)/bin/python || $(PYTHON) -m venv $(COLAB_VENV)
-	$(COLAB_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
-		-r requirements-colab.txt -e '.[offline]' -e ./autograder
-	touch $@
+# Google Colab's runtimes, one requirements file each (requirements-colab-<snapshot>.txt,
+# whose first line names its Python): the latest published snapshot first. For each one,
+# `make test-colab` builds .venv-colab-<snapshot> with that Python (from pyenv or PATH),
+# checks with pip's dry-run report that installing lmlogits-course there changes no
+# preinstalled package, then runs the solution notebook and the offline model's tests.
+COLAB_SNAPSHOTS ?= 2026-08 2026-01
+test-colab:
+	@for snapshot in $(COLAB_SNAPSHOTS); do \
+	  $(MAKE) --no-print-directory colab-snapshot SNAPSHOT=$$snapshot || exit 1; \
+	done
 
-# its own model cache, so that the built-in model is built by transformers 4.x too
-test-colab: $(COLAB_STAMP)
-	$(TEST_ENV) LMLOGITS_CACHE="$(CURDIR)/.cache/lmlogits-colab" $(COLAB_VENV)/bin/python -m pytest \
-		-p no:cacheprovider -m colab tests/test_tiny_model.py tests/test_solution_notebook.py
+colab-snapshot:
+	$(if $(SNAPSHOT),,$(error name the snapshot: make colab-snapshot SNAPSHOT=2026-08))
+	@set -e; file=requirements-colab-$(SNAPSHOT).txt; venv=.venv-colab-$(SNAPSHOT); \
+	v=$$(sed -n 's/^# python: //p' $$file); \
+	py=$$(ls -d $$HOME/.pyenv/versions/$$v.*/bin/python 2>/dev/null | tail -1); \
+	[ -n "$$py" ] || py=$$(command -v python$$v || true); \
+	if [ -z "$$py" ]; then echo "Colab $(SNAPSHOT) needs Python $$v, which this machine lacks"; exit 1; fi; \
+	echo "== Colab $(SNAPSHOT): Python $$v ($$py), $$file"; \
+	if ! cmp -s $$file $$venv/.installed; then \
+	  rm -rf $$venv; $$py -m venv $$venv; \
+	  $$venv/bin/python -m pip install --quiet --disable-pip-version-check -r $$file; \
+	  $$venv/bin/python -m pip install --dry-run --quiet --disable-pip-version-check \
+	    --report $$venv/pip-report.json .; \
+	  $$venv/bin/python tests/pip_report_check.py $$venv/pip-report.json; \
+	  $$venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[offline]'; \
+	  cp $$file $$venv/.installed; \
+	fi; \
+	HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PATH="$(CURDIR)/$$venv/bin:$$PATH" \
+	  LMLOGITS_CACHE="$(CURDIR)/.cache/lmlogits-colab-$(SNAPSHOT)" \
+	  $$venv/bin/python -m pytest -p no:cacheprovider -m colab \
+	  tests/test_tiny_model.py tests/test_solution_notebook.py
 
 # check_global_vars reads bytecode, which changes between Python versions: run its tests
 # on every other CPython 3.10-3.13 this machine has (pyenv or PATH); skip those absent.
@@ -146,5 +165,5 @@ constraints: $(STAMP)
 	  $(BIN)/python -m pip freeze --exclude-editable ) > constraints.txt
 
 clean:
-	rm -rf $(VENV) $(COLAB_VENV) .venv-py3.* build autograder/grades.csv autograder/release autograder/submitted \
+	rm -rf $(VENV) .venv-colab-* .venv-py3.* build autograder/grades.csv autograder/release autograder/submitted \
 		autograder/autograded autograder/feedback autograder/gradebook.db
