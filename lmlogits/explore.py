@@ -126,5 +126,6 @@ def explore_temperature(phrase: str, model, tokenizer, k: int = 10):
     slider = ipywidgets.FloatSlider(
         value=1.0, min=TEMPERATURES[0], max=TEMPERATURES[1], step=0.05,
         description="temperature", continuous_update=False,
+        style={"description_width": "initial"},  # the whole word, not "temperat..."
     )
     return ipywidgets.interactive(redraw, temperature=slider)

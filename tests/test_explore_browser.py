@@ -1,0 +1,114 @@
+"""The temperature slider in a real JupyterLab (the project's own, from .venv), driven in
+Debian's headless Chromium by Playwright: moving the slider redraws the second chart and
+leaves the first (T = 1) as it was.
+
+JupyterLab's server and a kernel are started by the test and stopped afterwards. Where no
+Chromium can be found the test skips and says so (``make test`` installs it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+CHROMIUM = next((found for name in ("chromium", "chromium-browser", "google-chrome")
+                 if (found := shutil.which(name))), None)
+
+SETUP = """from lmlogits import explore_temperature, load_model_and_tokenizer
+model, tokenizer = load_model_and_tokenizer()"""
+EXPLORE = 'explore_temperature("This weekend I plan to", model, tokenizer)'
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture()
+def jupyterlab(tmp_path):
+    if CHROMIUM is None:
+        pytest.skip("no Chromium on this machine (make browser installs Debian's chromium)")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(SETUP), nbformat.v4.new_code_cell(EXPLORE)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, tmp_path / "explore.ipynb")
+    port = _free_port()
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
+               JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
+               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"))
+    env.pop("LMLOGITS_GRADING", None)  # as a student runs it, not the grader
+    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 (closed below)
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "jupyter-lab"), "--no-browser", "--allow-root",
+         f"--port={port}", "--ip=127.0.0.1", "--IdentityProvider.token=",
+         "--ServerApp.password=", f"--ServerApp.root_dir={tmp_path}",
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/status", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((tmp_path / "server.log").read_text()[-2000:]) from None
+                time.sleep(0.5)
+        yield f"{url}/lab/tree/explore.ipynb"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+def test_the_slider_redraws_the_chart_in_jupyterlab(jupyterlab):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM,
+                                             args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(jupyterlab)
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_text("Run All Cells", exact=True).click()
+            slider = page.locator(".widget-slider").last
+            slider.wait_for(timeout=120_000)
+            cell = slider.locator("xpath=ancestor::div[contains(@class,'jp-CodeCell')][1]")
+            images = cell.locator("img")
+            images.nth(1).wait_for(timeout=30_000)  # T = 1 above, the slider's chart below
+            before = images.evaluate_all("els => els.map(e => e.src)")
+            assert len(before) == 2
+            assert "temperature" in slider.inner_text()
+            slider.locator(".noUi-handle, .ui-slider-handle").first.focus()
+            for _ in range(10):  # 10 steps of 0.05: T = 0.5
+                page.keyboard.press("ArrowLeft")
+            page.wait_for_function(
+                "([cell, old]) => { const s = [...cell.querySelectorAll('img')]"
+                ".map(e => e.src); return s.length === 2 && s[1] !== old; }",
+                arg=[cell.element_handle(), before[1]], timeout=30_000,
+            )
+            after = images.evaluate_all("els => els.map(e => e.src)")
+            assert after[0] == before[0]  # the model's own distribution stays
+            assert after[1] != before[1]  # the tempered one was redrawn
+            assert "0.50" in slider.inner_text()
+        finally:
+            browser.close()
