@@ -46,7 +46,8 @@ def jupyterlab(tmp_path):
     port = _free_port()
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
                JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
-               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"))
+               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"),
+               IPYTHONDIR=str(tmp_path / "ipython"))  # the kernel's history stays here
     env.pop("LMLOGITS_GRADING", None)  # as a student runs it, not the grader
     log = open(tmp_path / "server.log", "w")  # noqa: SIM115 (closed below)
     server = subprocess.Popen(
@@ -91,7 +92,11 @@ def test_the_slider_redraws_the_chart_in_jupyterlab(jupyterlab):
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.get_by_text("Run All Cells", exact=True).click()
             slider = page.locator(".widget-slider").last
-            slider.wait_for(timeout=120_000)
+            try:
+                slider.wait_for(timeout=120_000)
+            except Exception as error:  # say what the notebook showed instead
+                shown = page.locator(".jp-Notebook").inner_text()[-3000:]
+                raise AssertionError(f"no slider appeared; the notebook shows:\n{shown}") from error
             cell = slider.locator("xpath=ancestor::div[contains(@class,'jp-CodeCell')][1]")
             images = cell.locator("img")
             images.nth(1).wait_for(timeout=30_000)  # T = 1 above, the slider's chart below
