@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -49,3 +51,39 @@ def postgres_url():
         pytest.skip(reason)
     with postgres_server.running_server() as url:
         yield url
+
+
+@dataclass
+class GradedClass:
+    root: Path  # the course
+    api: object  # its nbgrader API
+    outcome: dict  # grade_in_parallel's {student: success}
+    grades: dict  # course.cell_grades right after grading
+    pages: Path  # a copy of the feedback folder as made, whatever tests do afterwards
+
+
+# graded first: they wait for cell timeouts (or a dead kernel's), the others do not
+WAIT_FOR_TIMEOUTS = ("infinite_loop", "kills_kernel")
+
+
+@pytest.fixture(scope="session")
+def every_kind_graded(tmp_path_factory):
+    """A course with one student per kind of synthetic submission (named after it),
+    autograded once per session by two parallel workers with warm kernels, with
+    feedback: tests/test_autograde.py asserts every score on it, and the browser tests
+    (tests/test_feedback_browser.py) render its pages, from ``pages``."""
+    from lmlogits_grader import course, parallel, submissions
+
+    root = course.new_course(tmp_path_factory.mktemp("course"))
+    api = course.api_for(root)
+    course.generate(api)
+    for kind in submissions.KINDS:
+        course.submit(root, kind, submissions.make_submission(kind))
+    # the submissions that wait for timeouts go first: the other worker grades the rest
+    # meanwhile, instead of idling at the end while one worker waits out a loop
+    slowest_first = sorted(submissions.KINDS, key=lambda kind: kind not in WAIT_FOR_TIMEOUTS)
+    outcome = parallel.grade_in_parallel(root, slowest_first, workers=2, progress=False)
+    course.feedback(api, submissions.KINDS)
+    pages = tmp_path_factory.mktemp("feedback-as-made")
+    shutil.copytree(root / "feedback", pages, dirs_exist_ok=True)
+    return GradedClass(root, api, outcome, course.cell_grades(root), pages)
