@@ -82,7 +82,13 @@ def every_kind_graded(tmp_path_factory):
     # the submissions that wait for timeouts go first: the other worker grades the rest
     # meanwhile, instead of idling at the end while one worker waits out a loop
     slowest_first = sorted(submissions.KINDS, key=lambda kind: kind not in WAIT_FOR_TIMEOUTS)
-    outcome = parallel.grade_in_parallel(root, slowest_first, workers=2, progress=False)
+    # the endless loop waits out each cell's limit (six cells), then one probe's calls:
+    # shorter limits for this class, still ten times what a cell (< 0.3 s) or a call of
+    # the function (milliseconds) takes here with warm kernels
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("LMLOGITS_CELL_TIMEOUT", "3")
+        monkeypatch.setenv("LMLOGITS_CHECK_SECONDS", "1")
+        outcome = parallel.grade_in_parallel(root, slowest_first, workers=2, progress=False)
     course.feedback(api, submissions.KINDS)
     pages = tmp_path_factory.mktemp("feedback-as-made")
     shutil.copytree(root / "feedback", pages, dirs_exist_ok=True)
