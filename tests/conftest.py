@@ -41,6 +41,20 @@ def tiny_tokenizer(tiny_model_and_tokenizer):
     return tiny_model_and_tokenizer[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def worker_bundles_once_per_course_content():
+    """Grading runs in this process make each distinct course's worker bundle once
+    (tests/courses.py); the bundle is still parallel.worker_bundle's own."""
+    import courses
+
+    from lmlogits_grader import parallel
+
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(parallel, "worker_bundle",
+                            courses.bundle_once_per_content(parallel.worker_bundle))
+        yield
+
+
 @pytest.fixture(scope="session")
 def postgres_url():
     """A real PostgreSQL server for the whole session (tests/postgres_server.py)."""
@@ -72,11 +86,12 @@ def every_kind_graded(tmp_path_factory):
     autograded once per session by two parallel workers with warm kernels, with
     feedback: tests/test_autograde.py asserts every score on it, and the browser tests
     (tests/test_feedback_browser.py) render its pages, from ``pages``."""
+    import courses
+
     from lmlogits_grader import course, parallel, submissions
 
-    root = course.new_course(tmp_path_factory.mktemp("course"))
+    root = courses.generated_course(tmp_path_factory.mktemp("course"))
     api = course.api_for(root)
-    course.generate(api)
     for kind in submissions.KINDS:
         course.submit(root, kind, submissions.make_submission(kind))
     # the submissions that wait for timeouts go first: the other worker grades the rest

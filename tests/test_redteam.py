@@ -25,6 +25,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import attacks
+import courses
 import nbformat
 import pytest
 
@@ -249,9 +250,8 @@ def _broken_files() -> dict[str, tuple[bytes, tuple]]:
 
 def _grade_class(root: Path, notebooks: dict, warm: bool, workers: int = 2,
                  files: dict[str, bytes] | None = None) -> tuple:
-    course.new_course(root)
+    courses.generated_course(root)
     api = course.api_for(root)
-    course.generate(api)
     download = root.parent / f"{root.name}-download"
     download.mkdir()
     for student, nb in notebooks.items():
