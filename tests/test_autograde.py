@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lmlogits_grader import course, parallel, submissions
+from lmlogits_grader import course, submissions
 from lmlogits_grader.checks import HIDDEN_PHRASES
 
 pytestmark = pytest.mark.autograde
@@ -76,20 +76,15 @@ EXPECTED = {
 
 
 @pytest.fixture(scope="module")
-def graded_class(tmp_path_factory):
-    """A course with every kind of submission, autograded once, with feedback.
+def graded_class(every_kind_graded):
+    """A course with every kind of submission, autograded once, with feedback
+    (tests/conftest.py: graded once per session, the browser tests read its pages).
 
     nbgrader autograde runs in two parallel workers (tests/test_parallel.py shows that
     this gives serial nbgrader's grades); the regrading test below runs it serially.
     """
-    root = course.new_course(tmp_path_factory.mktemp("course"))
-    api = course.api_for(root)
-    course.generate(api)
-    for kind in EXPECTED:
-        course.submit(root, kind, submissions.make_submission(kind))
-    outcome = parallel.grade_in_parallel(root, list(EXPECTED), workers=2, progress=False)
-    course.feedback(api, EXPECTED)
-    return root, api, outcome, course.cell_grades(root)
+    return every_kind_graded.root, every_kind_graded.api, every_kind_graded.outcome, \
+        every_kind_graded.grades
 
 
 def test_every_kind_of_submission_is_in_the_test():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lmlogits_grader import course, feedback, parallel, submissions
+from lmlogits_grader import course, feedback
 
 pytestmark = pytest.mark.autograde
 
@@ -27,21 +27,21 @@ CLIPPED_BOXES = """() => [...document.querySelectorAll('div.output_subarea, div.
   .map(box => box.innerText.slice(0, 80))"""
 
 
+# the students whose pages are checked: the kinds of tests/conftest.py's graded class
+STUDENTS = {"ada": "correct", "ben": "global_phrase"}
+
+
 @pytest.fixture(scope="module")
-def pages(tmp_path_factory):
-    """Feedback of a correct notebook and of one whose checks fail with long messages."""
+def pages(request):
+    """Feedback of a correct notebook and of one whose checks fail with long messages,
+    as made by parallel grading with warm kernels (the session's class of every kind,
+    tests/conftest.py)."""
     if CHROMIUM is None:
         pytest.skip("no Chromium on this machine (make browser installs Debian's chromium)")
-    root = course.new_course(tmp_path_factory.mktemp("browser") / "course")
-    api = course.api_for(root)
-    course.generate(api)
-    students = {"ada": "correct", "ben": "global_phrase"}
-    for student, kind in students.items():
-        course.submit(root, student, submissions.make_submission(kind))
-    assert all(parallel.grade_in_parallel(root, list(students), 2, progress=False).values())
-    course.feedback(api, students)
-    return {student: root / "feedback" / student / course.ASSIGNMENT
-            / f"{course.ASSIGNMENT}.html" for student in students}
+    graded = request.getfixturevalue("every_kind_graded")
+    assert all(graded.outcome[kind] for kind in STUDENTS.values())
+    return {student: graded.pages / kind / course.ASSIGNMENT / f"{course.ASSIGNMENT}.html"
+            for student, kind in STUDENTS.items()}
 
 
 def _render(page_file: Path, script: str, html: str | None = None):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import courses
 import nbformat
 import pytest
 
@@ -94,8 +95,7 @@ def _make(target: str, root: Path, **variables: str) -> subprocess.CompletedProc
 @pytest.fixture(scope="module")
 def autograded(tmp_path_factory):
     """`make autograde COURSE=...` on submissions already in the course's submitted/."""
-    root = course.new_course(tmp_path_factory.mktemp("make") / "course")
-    course.generate(course.api_for(root))
+    root = courses.generated_course(tmp_path_factory.mktemp("make") / "course")
     for student, kind in {"alice": "correct", "bob": "off_by_one"}.items():
         course.submit(root, student, submissions.make_submission(kind))
     result = _make("autograde", root, WORKERS="2")

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import courses
 import nbformat
 import pytest
 
@@ -31,11 +32,13 @@ CLASS = {
 
 def _course_with(tmp_path_factory, name: str, students: dict[str, str],
                  db_url: str | None = None) -> Path:
-    root = course.new_course(tmp_path_factory.mktemp(name))
-    if db_url is not None:  # as an instructor sets it: one line in the course's config
+    if db_url is None:
+        root = courses.generated_course(tmp_path_factory.mktemp(name))
+    else:  # as an instructor sets it: one line in the course's config, then generate
+        root = course.new_course(tmp_path_factory.mktemp(name))
         with open(root / "nbgrader_config.py", "a") as config:
             config.write(f"\nc.CourseDirectory.db_url = {db_url!r}\n")
-    course.generate(course.api_for(root))
+        course.generate(course.api_for(root))
     for student, kind in students.items():
         course.submit(root, student, submissions.make_submission(kind))
     return root

@@ -1,6 +1,10 @@
 """Red team: every attack in tests/attacks.py graded in one class, with warm kernels and
-again with fresh kernels (but the attacks decided in the grader's own process, which
-run with warm kernels only), next to honest submissions.
+again with fresh kernels, next to honest submissions. Two groups of attacks run with
+warm kernels only: those decided in the grader's own process, and those on the kernel's
+Python (IPython's hooks, builtins, libraries, the objects returned), which meet the same
+Python in both kinds of kernel, as test_both_kinds_of_kernel_give_student_code_the_same_python
+checks on a report taken in each batch. Every attack on the kernel's process and its
+sandbox runs with both kinds.
 
 Each attack must get exactly its fair score (written by hand in attacks.py), reach
 nothing (no ``LEAK:`` line anywhere), and leave nothing behind: the honest students
@@ -21,6 +25,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import attacks
+import courses
 import nbformat
 import pytest
 
@@ -58,18 +63,79 @@ AUTO_CELLS = [
 KERNEL_UIDS = range(61000, 61100)
 # Attacks whose outcome is decided in the grader's own process from what any kernel hands
 # back (the judge's messages, the sanitizer, nbgrader's metadata checks): graded with
-# warm kernels only; every attack on the kernel, its sandbox or its Python runs with
-# both kinds of kernel. The broken files (decided when they are collected) likewise.
+# warm kernels only; every attack on the kernel's process or its sandbox runs with both
+# kinds of kernel. The broken files (decided when they are collected) likewise.
 DECIDED_OUTSIDE_THE_KERNEL = {
     "forged_metadata", "edited_metadata", "redefines_function_late", "prints_hidden_inputs",
     "hidden_input_in_exception", "hidden_input_in_type_name", "hidden_input_in_columns",
     "scripts_in_html", "script_in_markdown_answer",
 }
+# Attacks on the kernel's Python, not on its process or sandbox: they change IPython's
+# hooks, builtins, libraries or the grader's answers, or return objects that lie. Both
+# kinds of kernel run the same interpreter, ipykernel, IPython set-up and probes with
+# the same environment, so they meet the same Python: graded with warm kernels only
+# (test_both_kinds_of_kernel_give_student_code_the_same_python shows the sameness).
+ON_THE_KERNELS_PYTHON = {
+    "input_transformer", "display_hook", "execute_result_score", "always_equal",
+    "fake_dataframe", "patched_builtins", "patched_libraries", "fake_grader_modules",
+    "custom_exception_handler", "forged_probe_answers", "keeps_hidden_inputs",
+}
+WARM_ONLY = DECIDED_OUTSIDE_THE_KERNEL | ON_THE_KERNELS_PYTHON
+# graded first: they wait out cell timeouts (or fork and wait), the others take seconds
+SLOWEST = ("ignores_signals_holding_the_gil", "catches_base_exception", "fork_loop")
+# an honest submission with one more cell that prints what its kernel's Python looks like
+KERNEL_REPORT = "kernel-report"
+REPORT_PREFIX = "KERNEL REPORT "
+# What student code meets in its kernel, printed as one line of JSON: the interpreter,
+# the environment, ids and limits, signal handlers, IPython's hooks, the notebook's
+# variables and the builtins.
+KERNEL_REPORT_CELL = r'''
+import builtins as _builtins, json as _json, os as _os, resource as _resource
+import signal as _signal, sys as _sys
+_ip = get_ipython()
+
+def _names(items):
+    return [getattr(item, "__qualname__", type(item).__qualname__) for item in items]
+
+def _status():
+    keep = ("NoNewPrivs", "Seccomp", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
+    with open("/proc/self/status") as _handle:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in _handle
+                    if line.split(":")[0] in keep)
+
+_report = {
+    "python": [_sys.version, _sys.executable, _sys.prefix, _sys.base_prefix, _sys.path,
+               list(_sys.flags), _sys.getrecursionlimit(), _sys.getdefaultencoding()],
+    "environment": dict(_os.environ),
+    "ids": [_os.getuid(), _os.geteuid(), _os.getgid(), _os.getegid(), sorted(_os.getgroups())],
+    "cwd": _os.getcwd(),
+    "pids": [_os.getpid(), _os.getppid()],
+    "limits": {name: _resource.getrlimit(getattr(_resource, name)) for name in (
+        "RLIMIT_NPROC", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_CORE")},
+    "status": _status(),
+    "signals": {_sig.name: repr(_signal.getsignal(_sig)) for _sig in (
+        _signal.SIGINT, _signal.SIGTERM, _signal.SIGALRM, _signal.SIGCHLD)},
+    "ipython": {
+        "shell": type(_ip).__module__ + "." + type(_ip).__qualname__,
+        "input_transformers_cleanup": _names(_ip.input_transformers_cleanup),
+        "input_transformers_post": _names(_ip.input_transformers_post),
+        "ast_transformers": _names(_ip.ast_transformers),
+        "displayhook": type(_sys.displayhook).__qualname__,
+        "display_publisher": type(_ip.display_pub).__qualname__,
+        "custom_exceptions": repr(_ip.custom_exceptions),
+        "events": {name: _names(callbacks) for name, callbacks in _ip.events.callbacks.items()},
+        "formatters": sorted(_ip.display_formatter.formatters),
+        "variables": sorted(name for name in _ip.user_ns if not name.startswith("_")),
+    },
+    "builtins": {name: type(value).__qualname__ for name, value in vars(_builtins).items()
+                 if not name.startswith("_")},
+}
+print("KERNEL REPORT " + _json.dumps(_report, sort_keys=True, default=repr))
+'''
 
 
 def _attacks_for(kind: str) -> list[str]:
-    return [name for name in attacks.ATTACKS
-            if kind == "warm" or name not in DECIDED_OUTSIDE_THE_KERNEL]
+    return [name for name in attacks.ATTACKS if kind == "warm" or name not in WARM_ONLY]
 
 
 def _scores(cells) -> tuple:
@@ -184,9 +250,8 @@ def _broken_files() -> dict[str, tuple[bytes, tuple]]:
 
 def _grade_class(root: Path, notebooks: dict, warm: bool, workers: int = 2,
                  files: dict[str, bytes] | None = None) -> tuple:
-    course.new_course(root)
+    courses.generated_course(root)
     api = course.api_for(root)
-    course.generate(api)
     download = root.parent / f"{root.name}-download"
     download.mkdir()
     for student, nb in notebooks.items():
@@ -194,6 +259,8 @@ def _grade_class(root: Path, notebooks: dict, warm: bool, workers: int = 2,
     for name, data in (files or {}).items():
         (download / name).write_bytes(data)
     students = collect.collect(download, root, course.ASSIGNMENT).students
+    # the slowest first, so that no worker is left waiting one out at the end
+    students.sort(key=lambda student: student not in SLOWEST)
     before = _snapshot([root / "source", root / "release", root / "submitted"])
     outcome = parallel.grade_in_parallel(root, students, workers=workers, progress=False,
                                          warm=warm)
@@ -206,30 +273,52 @@ def _honest_notebooks() -> dict:
     return {student: submissions.make_submission(kind) for student, kind in HONEST.items()}
 
 
-@pytest.fixture(scope="module", params=["warm", "fresh"])
-def batch(request, tmp_path_factory):
-    """Every attack and the honest submissions, graded in one class."""
-    root = tmp_path_factory.mktemp(f"redteam-{request.param}") / "course"
+def _grade_batch(kind: str, tmp_path_factory) -> Batch:
+    """Every attack for ``kind`` and the honest submissions, graded in one class."""
+    root = tmp_path_factory.mktemp(f"redteam-{kind}") / "course"
     root.mkdir(parents=True)
-    notebooks = {name: attacks.build(name, str(root)) for name in _attacks_for(request.param)}
+    notebooks = {name: attacks.build(name, str(root)) for name in _attacks_for(kind)}
     notebooks.update(_honest_notebooks())
+    notebooks[KERNEL_REPORT] = attacks._extra_cell(submissions.make_submission("correct"),
+                                                   KERNEL_REPORT_CELL)
     protected = _protected_paths()
     protected_before = _snapshot(protected)
     files = {name: data for name, (data, _) in _broken_files().items()}
     _, outcome, course_before, course_after = _grade_class(
-        root, notebooks, warm=request.param == "warm",
-        files=files if request.param == "warm" else None)
+        root, notebooks, warm=kind == "warm", files=files if kind == "warm" else None)
     return Batch(
-        kind=request.param, root=root, outcome=outcome, grades=course.cell_grades(root),
+        kind=kind, root=root, outcome=outcome, grades=course.cell_grades(root),
         protected_before=protected_before, protected_after=_snapshot(protected),
         course_before=course_before, course_after=course_after,
         leftovers=_leftover_processes(),
     )
 
 
+@pytest.fixture(scope="module")
+def graded_batches(tmp_path_factory):
+    """``graded_batches(kind)``: that kind's batch, graded when first asked for, once."""
+    made: dict[str, Batch] = {}
+
+    def get(kind: str) -> Batch:
+        if kind not in made:
+            made[kind] = _grade_batch(kind, tmp_path_factory)
+        return made[kind]
+
+    return get
+
+
+@pytest.fixture(scope="module", params=["warm", "fresh"])
+def batch(request, graded_batches):
+    """Every attack and the honest submissions, graded in one class."""
+    return graded_batches(request.param)
+
+
 def test_there_are_at_least_40_attacks():
     assert len(attacks.ATTACKS) >= 40
     assert DECIDED_OUTSIDE_THE_KERNEL < set(attacks.ATTACKS)
+    assert ON_THE_KERNELS_PYTHON < set(attacks.ATTACKS)
+    assert not DECIDED_OUTSIDE_THE_KERNEL & ON_THE_KERNELS_PYTHON
+    assert set(SLOWEST) < set(_attacks_for("fresh"))
 
 
 def _file_students() -> dict[str, tuple]:
@@ -239,7 +328,7 @@ def _file_students() -> dict[str, tuple]:
 
 def test_every_submission_is_graded_and_recorded(batch):
     files = _file_students() if batch.kind == "warm" else {}
-    everyone = [*_attacks_for(batch.kind), *HONEST, *files]
+    everyone = [*_attacks_for(batch.kind), *HONEST, KERNEL_REPORT, *files]
     assert batch.outcome == dict.fromkeys(everyone, True)
     assert set(batch.grades) == set(batch.outcome)
     assert sorted(p.name for p in (batch.root / "submitted").iterdir()) == sorted(everyone)
@@ -270,8 +359,8 @@ def test_each_attack_gets_its_fair_score(batch, name):
 
 
 @pytest.mark.parametrize("batch", ["warm"], indirect=True, scope="module")
-@pytest.mark.parametrize("name", sorted(DECIDED_OUTSIDE_THE_KERNEL))
-def test_each_attack_on_the_grader_gets_its_fair_score(batch, name):
+@pytest.mark.parametrize("name", sorted(WARM_ONLY))
+def test_each_attack_on_the_grader_or_python_gets_its_fair_score(batch, name):
     assert _scores(batch.grades[name]) == attacks.ATTACKS[name][1], attacks.ATTACKS[name][2]
 
 
@@ -409,3 +498,60 @@ def test_files_left_behind_do_not_reach_the_next_submission(tmp_path, warm):
     notebook, _ = _texts(root, "b-finds")
     assert attacks.LEAK not in notebook
     assert _leftover_processes() == []
+
+
+def _kernel_report(batch: Batch) -> dict:
+    nb = nbformat.read(batch.root / "autograded" / KERNEL_REPORT / course.ASSIGNMENT
+                       / f"{course.ASSIGNMENT}.ipynb", as_version=4)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            for line in output.get("text", "").splitlines():
+                if line.startswith(REPORT_PREFIX):
+                    return json.loads(line[len(REPORT_PREFIX):])
+    raise AssertionError(f"no kernel report in the {batch.kind} batch")
+
+
+def _without_known_differences(report: dict) -> dict:
+    """The report without the worker it ran in, and without the two ways the kinds
+    differ that no attack on the kernel's Python relies on."""
+    report = json.loads(json.dumps(report))
+    # each worker's kernels have a user of their own (the worker's slot): any of them
+    report["ids"] = [[i for i in ids if i not in KERNEL_UIDS] if isinstance(ids, list)
+                     else ("a kernel user" if ids in KERNEL_UIDS else ids)
+                     for ids in report["ids"]]
+    # torch sets it on import, from the environment of the moment: the kernel's (fresh)
+    # or the zygote's, which the warm kernel's environment then replaces
+    report["environment"].pop("TORCHINDUCTOR_CACHE_DIR", None)
+    # a warm kernel puts its working folder first on sys.path (warm_kernel._become_kernel);
+    # a fresh one finds it through IPython's '' entry, as the working folder is the same
+    path = report["python"][4]
+    report["python"][4] = [entry for entry in path if entry != report["cwd"]]
+    return report
+
+
+def test_both_kinds_of_kernel_give_student_code_the_same_python(graded_batches):
+    """Why the attacks in ON_THE_KERNELS_PYTHON are graded with warm kernels only.
+
+    They attack the Python that student code runs in (IPython's input transformers,
+    display hook and exception handler, builtins, torch/pandas/math, the grader's
+    answers, the objects returned), not the kernel's process or sandbox. A report taken
+    in each batch, in a kernel of each kind, at the place where those attacks run, shows
+    the same interpreter and search path, the same environment, user, working folder,
+    PID, limits and signal handlers, the same IPython set-up and notebook variables and
+    the same builtins; the probes and the judge are the grader's, the same for both. So
+    such an attack meets the same Python in a fresh kernel as in a warm one. Attacks on
+    the process or the sandbox (files, processes, signals, privileges, the network,
+    memory, the zygote) are graded with both kinds.
+    """
+    batches = {kind: graded_batches(kind) for kind in ("warm", "fresh")}
+    reports = {kind: _kernel_report(b) for kind, b in batches.items()}
+    for kind, b in batches.items():
+        assert b.outcome[KERNEL_REPORT], kind
+        assert _scores(b.grades[KERNEL_REPORT]) == attacks.CORRECT, kind
+        report = reports[kind]  # the report did look: nothing empty is compared
+        assert report["environment"]["LMLOGITS_MODEL"] and report["limits"], kind
+        assert "predict_next_tokens" in report["ipython"]["variables"], kind
+        assert report["ipython"]["input_transformers_cleanup"], kind
+        assert "print" in report["builtins"], kind
+    assert _without_known_differences(reports["warm"]) == _without_known_differences(
+        reports["fresh"])

@@ -62,22 +62,54 @@ def test_second_load_is_cached():
     assert second[0] is first[0] and second[1] is first[1]
 
 
-def test_build_is_deterministic(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def two_builds(tmp_path_factory):
+    """The built-in model built twice from scratch, each in a cache of its own (one build
+    costs seconds: the three tests below share these two), with what the first build
+    wrote to stderr, at the file-descriptor level and through ``sys.stderr`` (as
+    ``capfd`` would see it)."""
+    import contextlib
+    import os
+    import sys
+    import tempfile
+
+    folders, first_stderr = [], None
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name in ("a", "b"):
+            monkeypatch.setenv("LMLOGITS_CACHE", str(tmp_path_factory.mktemp(f"tiny-{name}")))
+            if first_stderr is not None:
+                folders.append(ensure_tiny_model())
+                continue
+            with tempfile.TemporaryFile("w+") as captured:
+                sys.stderr.flush()
+                saved = os.dup(2)
+                os.dup2(captured.fileno(), 2)
+                try:
+                    with contextlib.redirect_stderr(captured):
+                        folders.append(ensure_tiny_model())
+                        sys.stderr.flush()
+                finally:
+                    os.dup2(saved, 2)
+                    os.close(saved)
+                captured.seek(0)
+                first_stderr = captured.read()
+    return folders, first_stderr
+
+
+def test_build_is_deterministic(two_builds):
     from safetensors.torch import load_file
 
-    folders = []
-    for name in ("a", "b"):
-        monkeypatch.setenv("LMLOGITS_CACHE", str(tmp_path / name))
-        folders.append(ensure_tiny_model())
+    folders, _ = two_builds
+    assert folders[0] != folders[1]
     first, second = (load_file(folder / "model.safetensors") for folder in folders)
     assert first.keys() == second.keys()
     for key in first:
         assert torch.equal(first[key], second[key]), key
 
 
-def test_cached_model_is_not_rebuilt(tmp_path, monkeypatch):
-    monkeypatch.setenv("LMLOGITS_CACHE", str(tmp_path))
-    folder = ensure_tiny_model()
+def test_cached_model_is_not_rebuilt(two_builds, monkeypatch):
+    folder = two_builds[0][0]
+    monkeypatch.setenv("LMLOGITS_CACHE", str(folder.parent))
     weights = folder / "model.safetensors"
     before = weights.stat().st_mtime_ns
     assert ensure_tiny_model() == folder
@@ -105,8 +137,6 @@ def test_missing_vocabulary_package_says_what_to_install(tmp_path, monkeypatch, 
         ensure_tiny_model()
 
 
-def test_building_writes_nothing_to_stderr(tmp_path, monkeypatch, capfd):
+def test_building_writes_nothing_to_stderr(two_builds):
     # the notebook's model-loading cell may be the one that builds it
-    monkeypatch.setenv("LMLOGITS_CACHE", str(tmp_path))
-    ensure_tiny_model()
-    assert capfd.readouterr().err == ""
+    assert two_builds[1] == ""
