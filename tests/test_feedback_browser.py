@@ -109,9 +109,9 @@ def _formgrader_html(root: Path, student: str) -> str:
 VISIBLE_TEXT = "() => document.body.innerText"
 
 
-def test_graders_see_the_mark_schemes_and_students_do_not(pages):
-    root = pages["ada"].parents[3]
-    grader_text = _render(pages["ada"], VISIBLE_TEXT, html=_formgrader_html(root, "ada"))
+def test_graders_see_the_mark_schemes_and_students_do_not(pages, every_kind_graded):
+    root, student = every_kind_graded.root, STUDENTS["ada"]
+    grader_text = _render(pages["ada"], VISIBLE_TEXT, html=_formgrader_html(root, student))
     student_text = _render(pages["ada"], VISIBLE_TEXT)
     schemes = [line for line in grader_text.split("\n") if "Mark scheme (graders only" in line]
     assert len(schemes) == 3, schemes  # Q1, Q2 and Q3, each above the answer to grade
