@@ -56,3 +56,20 @@ def require_k(k: object, vocab_size: int | None = None, argument: str = "k") -> 
 def _short_repr(value: object, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def require_temperature(temperature: object) -> float:
+    """Check that ``temperature`` is a number strictly above 0.
+
+    Examples:
+        >>> require_temperature(0.5)
+        0.5
+    """
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+        raise TypeError(
+            f"`temperature` must be a number above 0, got {type(temperature).__name__}: "
+            f"{temperature!r}"
+        )
+    if not temperature > 0:  # also catches NaN
+        raise ValueError(f"`temperature` must be above 0, got {temperature!r}")
+    return float(temperature)

@@ -13,32 +13,16 @@ ipywidgets, so it needs no custom widget manager on Colab.
 
 from __future__ import annotations
 
-import numbers
 import os
 
 import pandas as pd
+
+from lmlogits._validate import require_temperature
 
 # Set by the grader in every kernel it runs: the section is skipped there, so that it
 # never costs grading time (it is not graded, and it defines no notebook variable).
 GRADING_ENV = "LMLOGITS_GRADING"
 TEMPERATURES = (0.1, 3.0)  # the slider's range
-
-
-def require_temperature(temperature: object) -> float:
-    """Check that ``temperature`` is a number strictly above 0.
-
-    Examples:
-        >>> require_temperature(0.5)
-        0.5
-    """
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
-        raise TypeError(
-            f"`temperature` must be a number above 0, got {type(temperature).__name__}: "
-            f"{temperature!r}"
-        )
-    if not temperature > 0:  # also catches NaN
-        raise ValueError(f"`temperature` must be above 0, got {temperature!r}")
-    return float(temperature)
 
 
 def tempered_top_k(logits, temperature: float, tokenizer, k: int = 10) -> pd.DataFrame:

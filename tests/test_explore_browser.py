@@ -9,8 +9,6 @@ Chromium can be found the test skips and says so (``make test`` installs it).
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,19 +17,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
-CHROMIUM = next((found for name in ("chromium", "chromium-browser", "google-chrome")
-                 if (found := shutil.which(name))), None)
+from postgres_server import free_port
+from test_feedback_browser import CHROMIUM
 
 SETUP = """from lmlogits import explore_temperature, load_model_and_tokenizer
 model, tokenizer = load_model_and_tokenizer()"""
 EXPLORE = 'explore_temperature("This weekend I plan to", model, tokenizer)'
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture()
@@ -43,7 +34,7 @@ def jupyterlab(tmp_path):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
     nbformat.write(nb, tmp_path / "explore.ipynb")
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
                JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
                JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"),
