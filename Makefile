@@ -104,8 +104,11 @@ bench-scale: $(STAMP) sandbox
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# two pytest processes: the grading tests mostly wait (kernels starting, time limits),
+# so two of them share the two cores (tests/conftest.py groups the tests)
+TEST_PROCESSES ?= 2
 test: lint sandbox browser postgres
-	$(TEST_ENV) $(BIN)/python -m pytest
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(TEST_PROCESSES)
 
 notebooks: $(STAMP)
 	$(BIN)/python -m lmlogits_grader.generate

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import kernel_users
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,6 +24,12 @@ os.environ["LMLOGITS_MODEL"] = "tiny"  # the built-in model stands in for distil
 # and one call of the student's function on the built-in model a few milliseconds
 os.environ["LMLOGITS_CELL_TIMEOUT"] = "5"
 os.environ["LMLOGITS_CHECK_SECONDS"] = "2"
+# pytest processes running side by side (make test: pytest-xdist) grade with kernel users
+# of their own, and keep IPython's files (history, startup) in a folder of their own
+kernel_users.claim_for_this_process()
+if "IPYTHONDIR" not in os.environ:
+    os.environ["IPYTHONDIR"] = tempfile.mkdtemp(prefix="lmlogits-tests-ipython-")
+    atexit.register(shutil.rmtree, os.environ["IPYTHONDIR"], True)
 
 
 @pytest.fixture(scope="session")
@@ -112,3 +121,77 @@ def every_kind_graded(tmp_path_factory):
     pages = tmp_path_factory.mktemp("feedback-as-made")
     shutil.copytree(root / "feedback", pages, dirs_exist_ok=True)
     return GradedClass(root, api, outcome, course.cell_grades(root), pages)
+
+
+# --- make test: two pytest processes (pytest-xdist) ------------------------------------
+# Tests that share an expensive fixture run in the same process, as one group; the
+# longest groups start first, so that neither process is left with a long one at the
+# end. (pytest-xdist's own xdist_group marks do not reach its scheduler with pytest 9,
+# so the groups are worked out from the test ids, and checked against the fixtures.)
+LONGEST_FIRST = [
+    "parallel-against-serial",  # test_parallel's serial_grades and its users
+    "redteam-fresh", "redteam-warm",  # test_redteam's two batches
+    "every-kind",  # every_kind_graded: test_autograde and test_feedback_browser
+    "test_instructor_commands", "test_parallel", "test_record", "test_redteam",
+    "test_solution_notebook",
+]
+AGAINST_SERIAL = {  # test_parallel's tests that compare with serial_grades
+    "test_parallel_grades_equal_serial_grades", "test_killed_run_resumes_to_the_same_grades",
+    "test_a_postgresql_gradebook_end_to_end", "test_a_dask_cluster_grades_as_serial_nbgrader",
+    "test_a_killed_dask_worker_loses_and_duplicates_nothing",
+}
+WITHOUT_BATCH = {  # test_redteam's tests that grade no batch
+    "test_there_are_at_least_40_attacks", "test_the_page_check_finds_student_scripts",
+    "test_files_left_behind_do_not_reach_the_next_submission",
+    "test_both_kinds_of_kernel_give_student_code_the_same_python",
+}
+
+
+def group_of(nodeid: str) -> str:
+    """The group of the test ``nodeid`` (``tests/test_x.py::test_y[params]``)."""
+    path, _, rest = nodeid.partition("::")
+    module = Path(path).stem
+    name, _, params = rest.partition("[")
+    if module == "test_redteam" and name not in WITHOUT_BATCH:
+        tokens = params.rstrip("]").split("-")
+        return "redteam-warm" if "warm" in tokens else "redteam-fresh"
+    if module == "test_parallel" and name in AGAINST_SERIAL:
+        return "parallel-against-serial"
+    if module in ("test_autograde", "test_feedback_browser"):
+        return "every-kind"
+    return module
+
+
+def _group_by_fixtures(item) -> str:
+    module = item.path.stem
+    if module == "test_redteam" and "batch" in item.fixturenames:
+        return f"redteam-{item.callspec.params['batch']}"
+    if module == "test_parallel" and "serial_grades" in item.fixturenames:
+        return "parallel-against-serial"
+    if module in ("test_autograde", "test_feedback_browser"):
+        return "every-kind"
+    return module
+
+
+def pytest_collection_modifyitems(config, items):
+    wrong = [f"{item.nodeid}: {group_of(item.nodeid)}, but its fixtures say "
+             f"{_group_by_fixtures(item)}" for item in items
+             if group_of(item.nodeid) != _group_by_fixtures(item)]
+    if wrong:  # a new test: add it to AGAINST_SERIAL or WITHOUT_BATCH
+        raise pytest.UsageError("tests/conftest.py puts tests in the wrong group:\n"
+                                + "\n".join(wrong))
+    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(group_of(item.nodeid), len(rank)))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's scheduler by scope, with our groups as the scopes, in our order."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    config.option.loadscopereorder = False  # keep LONGEST_FIRST's order
+    return GroupScheduling(config, log)

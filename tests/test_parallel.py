@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import courses
+import kernel_users
 import nbformat
 import pytest
 
@@ -140,11 +141,13 @@ def test_killed_run_resumes_to_the_same_grades(tmp_path_factory, serial_grades):
 
 
 def _kernel_processes() -> list[int]:
-    """Processes running as one of the sandboxed kernels' users (61000 and up)."""
+    """Processes running as one of this test process's sandboxed-kernel users
+    (tests/kernel_users.py)."""
+    mine = kernel_users.mine()
     found = []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and entry.stat().st_uid >= 61000:
+            if entry.name.isdigit() and entry.stat().st_uid in mine:
                 found.append(int(entry.name))
         except OSError:
             continue
@@ -311,6 +314,21 @@ def test_a_scheduler_that_is_not_an_address_is_refused(monkeypatch):
         parallel.scheduler_address(None)
     with pytest.raises(ValueError, match=r"`--scheduler` must be .* got 'cluster'"):
         parallel.scheduler_address("cluster")
+
+
+@pytest.mark.parametrize("value", ["7", "0-5", "10-3", "a-b", "1-100"])
+def test_a_bad_slot_range_is_refused_by_name(tmp_path, monkeypatch, value):
+    monkeypatch.setenv("LMLOGITS_SLOTS", value)
+    with pytest.raises(ValueError, match=f"LMLOGITS_SLOTS .*got {re.escape(repr(value))}"):
+        parallel.grade_in_parallel(tmp_path, ["amy"], workers=1)
+
+
+def test_workers_take_their_slot_from_the_given_range():
+    code = "from lmlogits_grader import sandbox; print(sandbox.claim_slot())"
+    env = {**os.environ, "LMLOGITS_SLOTS": "97-97"}
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True, check=True)
+    assert first.stdout.strip() == "97"
 
 
 @pytest.mark.parametrize("workers", [0, -1, 1.5, "2", True])

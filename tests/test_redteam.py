@@ -3,7 +3,7 @@ again with fresh kernels, next to honest submissions. Two groups of attacks run 
 warm kernels only: those decided in the grader's own process, and those on the kernel's
 Python (IPython's hooks, builtins, libraries, the objects returned), which meet the same
 Python in both kinds of kernel, as test_both_kinds_of_kernel_give_student_code_the_same_python
-checks on a report taken in each batch. Every attack on the kernel's process and its
+checks on a report taken in a kernel of each kind. Every attack on the kernel's process and its
 sandbox runs with both kinds.
 
 Each attack must get exactly its fair score (written by hand in attacks.py), reach
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import attacks
 import courses
+import kernel_users
 import nbformat
 import pytest
 
@@ -60,7 +61,6 @@ AUTO_CELLS = [
     "test_returns_k_rows", "test_matches_reference", "test_returns_probabilities",
     "test_no_global_vars", "test_works_without_notebook_globals",
 ]
-KERNEL_UIDS = range(61000, 61100)
 # Attacks whose outcome is decided in the grader's own process from what any kernel hands
 # back (the judge's messages, the sanitizer, nbgrader's metadata checks): graded with
 # warm kernels only; every attack on the kernel's process or its sandbox runs with both
@@ -83,6 +83,12 @@ ON_THE_KERNELS_PYTHON = {
 WARM_ONLY = DECIDED_OUTSIDE_THE_KERNEL | ON_THE_KERNELS_PYTHON
 # graded first: they wait out cell timeouts (or fork and wait), the others take seconds
 SLOWEST = ("ignores_signals_holding_the_gil", "catches_base_exception", "fork_loop")
+# Three workers on two cores: two of them mostly wait out the SLOWEST attacks' limits.
+BATCH_WORKERS = 3
+# The warm batch's limits, as for tests/conftest.py's every-kind class: still ten times
+# what a cell or a call of the function takes in a warm kernel here. Fresh kernels keep
+# the suite's (a fresh kernel's first plot loads matplotlib in the cell).
+BATCH_LIMITS = {"LMLOGITS_CELL_TIMEOUT": "3", "LMLOGITS_CHECK_SECONDS": "1"}
 # an honest submission with one more cell that prints what its kernel's Python looks like
 KERNEL_REPORT = "kernel-report"
 REPORT_PREFIX = "KERNEL REPORT "
@@ -178,11 +184,15 @@ def _protected_paths() -> list[Path]:
         Path(sys.prefix),
         Path(os.path.realpath(sys.base_prefix)) / "lib",
         Path.home() / ".ipython",
+        Path(os.environ["IPYTHONDIR"]),  # the suite's own (tests/conftest.py)
     ]
 
 
 def _sandbox_processes() -> list[str]:
-    """Processes that run as a kernel user, or call themselves like an attack."""
+    """Processes that run as one of this test process's kernel users, or call themselves
+    like an attack without running as a kernel user (tests/kernel_users.py: the other
+    pytest processes' kernels are theirs to check)."""
+    mine = kernel_users.mine()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -192,7 +202,7 @@ def _sandbox_processes() -> list[str]:
             name = (entry / "comm").read_text().strip()
         except OSError:
             continue
-        if uid in KERNEL_UIDS or name == attacks.PROCESS_NAME:
+        if uid in mine or (name == attacks.PROCESS_NAME and uid not in kernel_users.ALL):
             found.append(f"{entry.name} {name} uid={uid}")
     return found
 
@@ -279,13 +289,16 @@ def _grade_batch(kind: str, tmp_path_factory) -> Batch:
     root.mkdir(parents=True)
     notebooks = {name: attacks.build(name, str(root)) for name in _attacks_for(kind)}
     notebooks.update(_honest_notebooks())
-    notebooks[KERNEL_REPORT] = attacks._extra_cell(submissions.make_submission("correct"),
-                                                   KERNEL_REPORT_CELL)
     protected = _protected_paths()
     protected_before = _snapshot(protected)
     files = {name: data for name, (data, _) in _broken_files().items()}
-    _, outcome, course_before, course_after = _grade_class(
-        root, notebooks, warm=kind == "warm", files=files if kind == "warm" else None)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        if kind == "warm":  # see BATCH_LIMITS
+            for name, value in BATCH_LIMITS.items():
+                monkeypatch.setenv(name, value)
+        _, outcome, course_before, course_after = _grade_class(
+            root, notebooks, warm=kind == "warm", workers=BATCH_WORKERS,
+            files=files if kind == "warm" else None)
     return Batch(
         kind=kind, root=root, outcome=outcome, grades=course.cell_grades(root),
         protected_before=protected_before, protected_after=_snapshot(protected),
@@ -328,7 +341,7 @@ def _file_students() -> dict[str, tuple]:
 
 def test_every_submission_is_graded_and_recorded(batch):
     files = _file_students() if batch.kind == "warm" else {}
-    everyone = [*_attacks_for(batch.kind), *HONEST, KERNEL_REPORT, *files]
+    everyone = [*_attacks_for(batch.kind), *HONEST, *files]
     assert batch.outcome == dict.fromkeys(everyone, True)
     assert set(batch.grades) == set(batch.outcome)
     assert sorted(p.name for p in (batch.root / "submitted").iterdir()) == sorted(everyone)
@@ -384,7 +397,8 @@ def test_grader_files_environment_and_model_are_unchanged(batch):
         if batch.protected_before.get(path) != batch.protected_after.get(path)
     ]
     assert changed == []
-    assert not list((Path.home() / ".ipython").rglob("00-evil.py"))
+    for folder in (Path.home() / ".ipython", Path(os.environ["IPYTHONDIR"])):
+        assert not list(folder.rglob("00-evil.py")), folder
 
 
 def test_the_course_files_are_unchanged_by_grading(batch):
@@ -500,15 +514,31 @@ def test_files_left_behind_do_not_reach_the_next_submission(tmp_path, warm):
     assert _leftover_processes() == []
 
 
-def _kernel_report(batch: Batch) -> dict:
-    nb = nbformat.read(batch.root / "autograded" / KERNEL_REPORT / course.ASSIGNMENT
+@dataclass
+class Report:
+    kind: str  # "warm" or "fresh" kernel
+    score: tuple  # _scores of the report's notebook
+    report: dict  # what the report cell printed
+
+
+def _grade_report(kind: str, tmp_path_factory) -> Report:
+    """The report submission graded alone, in a kernel of ``kind``. (Alone, not in a
+    batch: ``make test`` grades the two batches in different pytest processes.)"""
+    root = tmp_path_factory.mktemp(f"kernel-report-{kind}") / "course"
+    root.mkdir()
+    notebook = attacks._extra_cell(submissions.make_submission("correct"), KERNEL_REPORT_CELL)
+    _, outcome, _, _ = _grade_class(root, {KERNEL_REPORT: notebook}, warm=kind == "warm",
+                                    workers=1)
+    assert outcome == {KERNEL_REPORT: True}, kind
+    nb = nbformat.read(root / "autograded" / KERNEL_REPORT / course.ASSIGNMENT
                        / f"{course.ASSIGNMENT}.ipynb", as_version=4)
     for cell in nb.cells:
         for output in cell.get("outputs", []):
             for line in output.get("text", "").splitlines():
                 if line.startswith(REPORT_PREFIX):
-                    return json.loads(line[len(REPORT_PREFIX):])
-    raise AssertionError(f"no kernel report in the {batch.kind} batch")
+                    return Report(kind, _scores(course.cell_grades(root)[KERNEL_REPORT]),
+                                  json.loads(line[len(REPORT_PREFIX):]))
+    raise AssertionError(f"no kernel report from the {kind} kernel")
 
 
 def _without_known_differences(report: dict) -> dict:
@@ -516,8 +546,8 @@ def _without_known_differences(report: dict) -> dict:
     differ that no attack on the kernel's Python relies on."""
     report = json.loads(json.dumps(report))
     # each worker's kernels have a user of their own (the worker's slot): any of them
-    report["ids"] = [[i for i in ids if i not in KERNEL_UIDS] if isinstance(ids, list)
-                     else ("a kernel user" if ids in KERNEL_UIDS else ids)
+    report["ids"] = [[i for i in ids if i not in kernel_users.ALL] if isinstance(ids, list)
+                     else ("a kernel user" if ids in kernel_users.ALL else ids)
                      for ids in report["ids"]]
     # torch sets it on import, from the environment of the moment: the kernel's (fresh)
     # or the zygote's, which the warm kernel's environment then replaces
@@ -529,13 +559,13 @@ def _without_known_differences(report: dict) -> dict:
     return report
 
 
-def test_both_kinds_of_kernel_give_student_code_the_same_python(graded_batches):
+def test_both_kinds_of_kernel_give_student_code_the_same_python(tmp_path_factory):
     """Why the attacks in ON_THE_KERNELS_PYTHON are graded with warm kernels only.
 
     They attack the Python that student code runs in (IPython's input transformers,
     display hook and exception handler, builtins, torch/pandas/math, the grader's
     answers, the objects returned), not the kernel's process or sandbox. A report taken
-    in each batch, in a kernel of each kind, at the place where those attacks run, shows
+    in a kernel of each kind, at the place where those attacks run, shows
     the same interpreter and search path, the same environment, user, working folder,
     PID, limits and signal handlers, the same IPython set-up and notebook variables and
     the same builtins; the probes and the judge are the grader's, the same for both. So
@@ -543,15 +573,13 @@ def test_both_kinds_of_kernel_give_student_code_the_same_python(graded_batches):
     the process or the sandbox (files, processes, signals, privileges, the network,
     memory, the zygote) are graded with both kinds.
     """
-    batches = {kind: graded_batches(kind) for kind in ("warm", "fresh")}
-    reports = {kind: _kernel_report(b) for kind, b in batches.items()}
-    for kind, b in batches.items():
-        assert b.outcome[KERNEL_REPORT], kind
-        assert _scores(b.grades[KERNEL_REPORT]) == attacks.CORRECT, kind
-        report = reports[kind]  # the report did look: nothing empty is compared
+    reports = {kind: _grade_report(kind, tmp_path_factory) for kind in ("warm", "fresh")}
+    for kind, taken in reports.items():
+        assert taken.score == attacks.CORRECT, kind
+        report = taken.report  # the report did look: nothing empty is compared
         assert report["environment"]["LMLOGITS_MODEL"] and report["limits"], kind
         assert "predict_next_tokens" in report["ipython"]["variables"], kind
         assert report["ipython"]["input_transformers_cleanup"], kind
         assert "print" in report["builtins"], kind
-    assert _without_known_differences(reports["warm"]) == _without_known_differences(
-        reports["fresh"])
+    assert _without_known_differences(reports["warm"].report) == _without_known_differences(
+        reports["fresh"].report)

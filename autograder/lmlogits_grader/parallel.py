@@ -288,6 +288,7 @@ def grade_in_parallel(
         raise ValueError(f"`workers` must be a positive integer, got {workers!r}")
     root = Path(root).resolve()
     sandbox.require()
+    sandbox.slot_range()  # a bad LMLOGITS_SLOTS stops here, not in every worker
     done = set() if force else recorded_students(root, assignment)
     todo = [s for s in students if s not in done]
     outcome: dict[str, bool] = {}

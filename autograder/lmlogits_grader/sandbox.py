@@ -147,9 +147,30 @@ def kernel_uid(slot: int = 0) -> int | None:
 _claimed_slot: tuple[int, int] | None = None  # (slot, the open lock file's descriptor)
 
 
-def claim_slot(first: int = 1, last: int = 99) -> int:
+SLOTS_ENV = "LMLOGITS_SLOTS"  # "first-last": the worker slots this grader may claim
+
+
+def slot_range() -> tuple[int, int]:
+    """The worker slots to claim from: ``$LMLOGITS_SLOTS`` ("first-last", within 1-99),
+    else 1-99. Two graders given ranges that do not overlap never share a kernel user."""
+    text = os.environ.get(SLOTS_ENV, "").strip()
+    if not text:
+        return 1, 99
+    first, _, last = text.partition("-")
+    try:
+        bounds = int(first), int(last)
+    except ValueError:
+        bounds = (0, 0)
+    if not 1 <= bounds[0] <= bounds[1] <= 99:
+        raise ValueError(f"{SLOTS_ENV} must be two slot numbers like 1-49 (within 1-99, "
+                         f"first <= last), got {text!r}")
+    return bounds
+
+
+def claim_slot(first: int | None = None, last: int | None = None) -> int:
     """A worker slot (and with it its kernels' user id) that no other live grading
-    worker on this machine holds, kept until this process ends.
+    worker on this machine holds, kept until this process ends; from ``first`` to
+    ``last`` (default: :func:`slot_range`).
 
     Each slot is a lock file under ``shared_root()/lmlogits-slots-<uid>``; its ``flock`` goes
     away with the process that took it, however it ends, so a killed worker's slot is
@@ -158,6 +179,8 @@ def claim_slot(first: int = 1, last: int = 99) -> int:
     global _claimed_slot
     if _claimed_slot is not None:
         return _claimed_slot[0]
+    if first is None or last is None:
+        first, last = slot_range()
     folder = shared_root() / f"lmlogits-slots-{os.geteuid()}"  # one set per grading user
     folder.mkdir(mode=0o700, exist_ok=True)
     info = folder.lstat()
