@@ -136,7 +136,8 @@ LONGEST_FIRST = [
     "test_solution_notebook",
 ]
 AGAINST_SERIAL = {  # test_parallel's tests that compare with serial_grades
-    "test_parallel_grades_equal_serial_grades", "test_killed_run_resumes_to_the_same_grades",
+    "test_parallel_grades_with_fresh_kernels_equal_serial_grades",
+    "test_killed_run_resumes_to_the_same_grades",
     "test_a_postgresql_gradebook_end_to_end", "test_a_dask_cluster_grades_as_serial_nbgrader",
     "test_a_killed_dask_worker_loses_and_duplicates_nothing",
 }

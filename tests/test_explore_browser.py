@@ -23,6 +23,8 @@ from test_feedback_browser import CHROMIUM
 SETUP = """from lmlogits import explore_temperature, load_model_and_tokenizer
 model, tokenizer = load_model_and_tokenizer()"""
 EXPLORE = 'explore_temperature("This weekend I plan to", model, tokenizer)'
+# the notebook's kernel status in JupyterLab 4 (data-status: idle, busy, ...)
+INDICATOR = ".jp-Notebook-ExecutionIndicator"
 
 
 @pytest.fixture()
@@ -80,6 +82,8 @@ def test_the_slider_redraws_the_chart_in_jupyterlab(jupyterlab):
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(jupyterlab)
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+            # Run All before the kernel is up runs nothing (a loaded machine takes seconds)
+            page.wait_for_selector(f"{INDICATOR}[data-status='idle']", timeout=90_000)
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.get_by_text("Run All Cells", exact=True).click()
             slider = page.locator(".widget-slider").last
@@ -87,7 +91,9 @@ def test_the_slider_redraws_the_chart_in_jupyterlab(jupyterlab):
                 slider.wait_for(timeout=120_000)
             except Exception as error:  # say what the notebook showed instead
                 shown = page.locator(".jp-Notebook").inner_text()[-3000:]
-                raise AssertionError(f"no slider appeared; the notebook shows:\n{shown}") from error
+                status = page.locator(INDICATOR).first.get_attribute("data-status")
+                raise AssertionError(f"no slider appeared; the kernel is {status!r} and the "
+                                     f"notebook shows:\n{shown}") from error
             cell = slider.locator("xpath=ancestor::div[contains(@class,'jp-CodeCell')][1]")
             images = cell.locator("img")
             images.nth(1).wait_for(timeout=30_000)  # T = 1 above, the slider's chart below
