@@ -189,6 +189,38 @@ def test_no_kernel_outlives_a_killed_grading_process(tmp_path_factory, cold):
     assert left == []
 
 
+def _from_a_local_worker(root: Path, function, *arguments):
+    """``function(*arguments)`` run in a local grading worker (fresh kernels: no zygote)."""
+    with parallel._local_pool(root, parallel.worker_bundle(root), 1, warm=False) as pool:
+        return pool.submit(function, *arguments).result(timeout=300)
+
+
+def test_local_workers_are_forked_with_the_environment_of_the_moment(tmp_path_factory,
+                                                                     monkeypatch):
+    root = _course_with(tmp_path_factory, "environment", {})
+    parent = _from_a_local_worker(root, os.getppid)
+    # forked from the forkserver that imported the grader once, not this process
+    assert parent != os.getpid()
+    command = Path(f"/proc/{parent}/cmdline").read_bytes().decode()
+    assert "multiprocessing.forkserver" in command and parallel.PRELOAD in command
+    # the forkserver is running now: each run's workers still see its environment
+    for value in ("first", "second"):
+        monkeypatch.setenv("LMLOGITS_TEST_MARK", value)
+        assert _from_a_local_worker(root, os.getenv, "LMLOGITS_TEST_MARK") == value
+    monkeypatch.delenv("LMLOGITS_TEST_MARK")
+    assert _from_a_local_worker(root, os.getenv, "LMLOGITS_TEST_MARK") is None
+
+
+def test_a_setting_read_at_import_that_changed_gets_spawned_workers(monkeypatch):
+    parallel._worker_context()  # the forkserver's environment is known from here on
+    assert parallel._worker_context().get_start_method() == "forkserver"
+    # huggingface_hub reads its cache folder when imported: the forkserver's is stale
+    monkeypatch.setenv("HF_HUB_CACHE", "/somewhere/else")
+    assert parallel._worker_context().get_start_method() == "spawn"
+    monkeypatch.undo()
+    assert parallel._worker_context().get_start_method() == "forkserver"
+
+
 def test_a_postgresql_gradebook_end_to_end(tmp_path_factory, serial_grades, postgres_url):
     from lmlogits_grader import grade_folder, record
 

@@ -37,6 +37,7 @@ import atexit
 import contextlib
 import multiprocessing
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -49,6 +50,7 @@ from pathlib import Path
 from lmlogits_grader import collect, course, record, sandbox
 
 JOURNAL = record.JOURNAL
+PRELOAD = "lmlogits_grader.worker_preload"  # what local workers' forkserver imports
 WORKERS_DIR = ".parallel-workers"
 # appended to a worker's copy of the course config: a worker executes and judges into a
 # gradebook of its own (SQLite, beside its config); the main process records the grades
@@ -180,22 +182,43 @@ def _stop_zygote() -> None:
     _zygote = _zygote_base = None
 
 
-def _exit_with_parent() -> None:
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot), or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2:].split()[19]
+
+
+def _exit_with(grader: tuple[int, str | None]) -> None:
     """A worker whose grading run died (killed, crashed) stops too, and with it its
-    zygote and kernels (bubblewrap's --die-with-parent)."""
-    parent = os.getppid()
+    zygote and kernels (bubblewrap's --die-with-parent). ``grader`` is the grading
+    process's (pid, start time): the worker's parent is the forkserver, which lives as
+    long as any worker does, so the worker watches the grading process itself."""
+    pid, started = grader
+    try:
+        handle = os.pidfd_open(pid)  # readable once that process has ended
+    except ProcessLookupError:
+        os._exit(1)
+    if _start_time(pid) != started:  # ended before we looked, and its pid reused
+        os._exit(1)
 
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
+        select.select([handle], [], [])
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _init_pool_process(bundle: dict[str, bytes], workers_dir: str, warm: bool) -> None:
+def _init_pool_process(bundle: dict[str, bytes], workers_dir: str, warm: bool,
+                       environment: dict[str, str], grader: tuple[int, str | None]) -> None:
+    # forked from the forkserver, which kept the environment it started with: take the
+    # grading process's of now (limits, sandbox mode, model), as a spawned process would
+    os.environ.clear()
+    os.environ.update(environment)
     # each pool process: a course copy, a slot (its kernels' user) and a zygote of its own
-    _exit_with_parent()
+    _exit_with(grader)
     start_worker(bundle, Path(workers_dir) / f"worker-{os.getpid()}", warm)
 
 
@@ -238,16 +261,46 @@ def execute_submission(student: str, assignment: str, files: dict[str, bytes]) -
             shutil.rmtree(executed, ignore_errors=True)
 
 
+# Variables that torch, transformers and huggingface_hub read when they are imported:
+# a worker forked from the forkserver has them as they were when the forkserver started
+_READ_AT_IMPORT = ("HF_", "HUGGINGFACE_", "TRANSFORMERS_", "TORCH", "PYTORCH_", "OMP_",
+                   "MKL_")
+_forkserver_environment: dict[str, str] | None = None
+
+
+def _worker_context():
+    """The forkserver (see :mod:`worker_preload`), or, when a variable read at import has
+    changed in this process since the forkserver started, plain spawned workers, which
+    import everything afresh (slower, never stale)."""
+    global _forkserver_environment
+    now = {name: value for name, value in os.environ.items()
+           if name.startswith(_READ_AT_IMPORT)}
+    if _forkserver_environment is None:
+        _forkserver_environment = now
+    if now != _forkserver_environment:
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([PRELOAD])
+    return context
+
+
 def _local_pool(root: Path, bundle: dict[str, bytes], workers: int, warm: bool):
-    """``workers`` local processes, each set up once as a grading worker."""
+    """``workers`` local processes, each set up once as a grading worker.
+
+    They are forked from a forkserver that has imported :mod:`worker_preload` once (it
+    lives as long as this process: later runs in this process reuse it), not started
+    from scratch; each takes this process's environment of the moment
+    (:func:`_worker_context`).
+    """
     workers_dir = root / WORKERS_DIR
     shutil.rmtree(workers_dir, ignore_errors=True)
     workers_dir.mkdir(parents=True)
     return ProcessPoolExecutor(
         max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
+        mp_context=_worker_context(),
         initializer=_init_pool_process,
-        initargs=(bundle, str(workers_dir), warm),
+        initargs=(bundle, str(workers_dir), warm, dict(os.environ),
+                  (os.getpid(), _start_time(os.getpid()))),
     )
 
 
