@@ -7,6 +7,8 @@ one row per kind of submission, not computed by the grading code.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -169,6 +171,18 @@ def test_grades_csv_and_manual_grades(graded_class):
         gradebook.db.commit()
     rows = _export(root, "b.csv")
     assert float(rows["correct"]["score"]) == 19
+
+
+def test_the_export_is_what_nbgrader_export_writes(graded_class, tmp_path):
+    """course.nbgrader_export runs nbgrader's exporter in this process; the command's
+    CSV must be the same, row for row, manual grades included."""
+    root = graded_class[0]
+    ours = course.nbgrader_export(root, tmp_path / "ours.csv")
+    subprocess.run([str(Path(sys.executable).parent / "nbgrader"), "export", "--to",
+                    str(tmp_path / "theirs.csv"), "--log-level=ERROR"], cwd=root, check=True)
+    theirs = course.read_csv(tmp_path / "theirs.csv")
+    assert len(theirs) == len(EXPECTED) and {"score", "max_score"} <= set(theirs[0])
+    assert course.read_csv(ours) == theirs
 
 
 def test_an_endless_loop_is_interrupted_cell_by_cell(graded_class):

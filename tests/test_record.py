@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -52,6 +56,21 @@ def test_the_fingerprint_covers_the_model_and_the_grader_code(tmp_path):
     second = hashlib.sha256()
     record._digest_folder(second, code, tmp_path)
     assert first.hexdigest() != second.hexdigest()
+
+
+def test_a_new_gradebook_is_stamped_with_the_revision_alembic_prints(tmp_path):
+    from nbgrader.dbutil import _temp_alembic_ini
+
+    # what nbgrader.api.get_alembic_version runs (course.py reads it in-process instead)
+    alembic = Path(sys.executable).parent / "alembic"
+    with _temp_alembic_ini("sqlite:////tmp/gradebook.db") as ini:
+        printed = subprocess.check_output([str(alembic), "-c", ini, "heads"], text=True)
+    head = printed.split("\n")[0].split(" ")[0]
+    assert len(head) >= 8 and course.alembic_head() == head
+    root = course.new_course(tmp_path / "course")
+    course.generate(course.api_for(root))
+    with sqlite3.connect(root / "gradebook.db") as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(head,)]
 
 
 def test_graded_students_are_in_the_ledger(graded):
