@@ -80,6 +80,8 @@ STARTED = ("() => [...document.querySelectorAll('.jp-InputPrompt')]"
 def _run_all_cells(page) -> None:
     """Run > Run All Cells, again if no cell started (on a loaded machine the first
     click can reach the menu before the notebook is the active panel)."""
+    from playwright.sync_api import TimeoutError as NothingStarted
+
     for _ in range(3):
         page.locator(".jp-Notebook .jp-Cell").first.click()  # the notebook is active
         page.get_by_role("menuitem", name="Run", exact=True).click()
@@ -87,7 +89,7 @@ def _run_all_cells(page) -> None:
         try:
             page.wait_for_function(STARTED, timeout=15_000)
             return
-        except Exception:  # Playwright's TimeoutError: try the menu again
+        except NothingStarted:  # try the menu again
             continue
     raise AssertionError("Run All Cells started no cell, three times")
 
