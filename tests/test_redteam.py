@@ -1,10 +1,12 @@
 """Red team: every attack in tests/attacks.py graded in one class, with warm kernels and
-again with fresh kernels, next to honest submissions. Two groups of attacks run with
-warm kernels only: those decided in the grader's own process, and those on the kernel's
-Python (IPython's hooks, builtins, libraries, the objects returned), which meet the same
-Python in both kinds of kernel, as test_both_kinds_of_kernel_give_student_code_the_same_python
-checks on a report taken in a kernel of each kind. Every attack on the kernel's process and its
-sandbox runs with both kinds.
+again with fresh kernels, next to honest submissions. Some attacks run with warm kernels
+only: those decided in the grader's own process; those on the kernel's Python (IPython's
+hooks, builtins, libraries, the objects returned) and those on the files and network the
+sandbox shows, which both kinds of kernel show alike, as
+test_both_kinds_of_kernel_give_student_code_the_same_python checks on a report taken in a
+kernel of each kind; and the one on the zygote's memory (a fresh kernel has no zygote).
+Every attack on the kernel's process, its limits and the folders it shares with the
+grader runs with both kinds.
 
 Each attack must get exactly its fair score (written by hand in attacks.py), reach
 nothing (no ``LEAK:`` line anywhere), and leave nothing behind: the honest students
@@ -80,7 +82,19 @@ ON_THE_KERNELS_PYTHON = {
     "fake_dataframe", "patched_builtins", "patched_libraries", "fake_grader_modules",
     "custom_exception_handler", "forged_probe_answers", "keeps_hidden_inputs",
 }
-WARM_ONLY = DECIDED_OUTSIDE_THE_KERNEL | ON_THE_KERNELS_PYTHON
+# Attacks on the files and the network the sandbox shows: the kernel report shows both
+# kinds of kernel the same mounts (each read-only or writable, with the same file
+# systems and sizes) and the same network interfaces, but for the folders shared with
+# the grader (a warm kernel sees its worker's kernel and zygote folders, which only
+# reaches_the_zygote and symlinks_out go after, and those run with both kinds).
+ON_WHAT_THE_SANDBOX_SHOWS = {
+    "reads_grader_and_course", "searches_the_filesystem", "writes_grader_files",
+    "writes_gradebook", "startup_files", "writes_model_and_environment", "uses_the_network",
+}
+# Attacks on the zygote's memory: a fresh kernel has no zygote, and loads its own model.
+ON_THE_ZYGOTES_MEMORY = {"changes_weights_in_memory"}
+WARM_ONLY = (DECIDED_OUTSIDE_THE_KERNEL | ON_THE_KERNELS_PYTHON | ON_WHAT_THE_SANDBOX_SHOWS
+             | ON_THE_ZYGOTES_MEMORY)
 # graded first: they wait out cell timeouts (or fork and wait), the others take seconds
 SLOWEST = ("ignores_signals_holding_the_gil", "catches_base_exception", "fork_loop")
 # Three workers on two cores: two of them mostly wait out the SLOWEST attacks' limits.
@@ -109,6 +123,20 @@ def _status():
         return dict(line.rstrip("\n").split(":\t", 1) for line in _handle
                     if line.split(":")[0] in keep)
 
+def _mounts():
+    """Each mount: where, its options, file system and the file system's options."""
+    found = []
+    with open("/proc/self/mountinfo") as _handle:
+        for line in _handle:
+            fields = line.split()
+            dash = fields.index("-")
+            found.append([fields[4], fields[5], fields[dash + 1], fields[dash + 3]])
+    return sorted(found)
+
+def _interfaces():
+    with open("/proc/net/dev") as _handle:
+        return sorted(line.split(":")[0].strip() for line in _handle if ":" in line)
+
 _report = {
     "python": [_sys.version, _sys.executable, _sys.prefix, _sys.base_prefix, _sys.path,
                list(_sys.flags), _sys.getrecursionlimit(), _sys.getdefaultencoding()],
@@ -133,6 +161,8 @@ _report = {
         "formatters": sorted(_ip.display_formatter.formatters),
         "variables": sorted(name for name in _ip.user_ns if not name.startswith("_")),
     },
+    "mounts": _mounts(),
+    "network": _interfaces(),
     "builtins": {name: type(value).__qualname__ for name, value in vars(_builtins).items()
                  if not name.startswith("_")},
 }
@@ -567,7 +597,21 @@ def _without_known_differences(report: dict) -> dict:
     # a fresh one finds it through IPython's '' entry, as the working folder is the same
     path = report["python"][4]
     report["python"][4] = [entry for entry in path if entry != report["cwd"]]
+    # a warm kernel mounts its own /tmp, /proc and /dev/shm over the zygote's, alike: the
+    # one on top is what it sees; the folders shared with the grader are compared in
+    # test_both_kinds_of_kernel_give_student_code_the_same_python
+    shared = _shared_with_the_grader(report)
+    report["mounts"] = sorted({tuple(mount) for mount in report["mounts"]
+                               if mount not in shared})
     return report
+
+
+def _shared_with_the_grader(report: dict) -> list[list[str]]:
+    """The mounts of the report under the grader's folder for kernels (the only
+    writable folders bound from outside)."""
+    shared = str(sandbox.shared_root()) + "/lmlogits-"
+    return [mount for mount in report["mounts"]
+            if mount[0].startswith(shared) and "model" not in mount[0]]
 
 
 def test_both_kinds_of_kernel_give_student_code_the_same_python(tmp_path_factory):
@@ -580,9 +624,13 @@ def test_both_kinds_of_kernel_give_student_code_the_same_python(tmp_path_factory
     the same interpreter and search path, the same environment, user, working folder,
     PID, limits and signal handlers, the same IPython set-up and notebook variables and
     the same builtins; the probes and the judge are the grader's, the same for both. So
-    such an attack meets the same Python in a fresh kernel as in a warm one. Attacks on
-    the process or the sandbox (files, processes, signals, privileges, the network,
-    memory, the zygote) are graded with both kinds.
+    such an attack meets the same Python in a fresh kernel as in a warm one.
+
+    Why the attacks in ON_WHAT_THE_SANDBOX_SHOWS are graded with warm kernels only: the
+    same reports show the same mounts (place, read-only or not, file system, size) and
+    the same network (a loopback only) in both kinds, but for the folders shared with
+    the grader, checked here too. Attacks on processes, signals, privileges, limits and
+    those shared folders are graded with both kinds.
     """
     reports = {kind: _grade_report(kind, tmp_path_factory) for kind in ("warm", "fresh")}
     for kind, taken in reports.items():
@@ -592,5 +640,17 @@ def test_both_kinds_of_kernel_give_student_code_the_same_python(tmp_path_factory
         assert "predict_next_tokens" in report["ipython"]["variables"], kind
         assert report["ipython"]["input_transformers_cleanup"], kind
         assert "print" in report["builtins"], kind
+        assert report["network"] == ["lo"], kind
+        tmp = [mount for mount in report["mounts"] if mount[0] == "/tmp"]
+        assert tmp and tmp[-1][2:] == ["tmpfs", f"rw,size={sandbox.Limits().tmp_bytes >> 10}k"]
+    # the folders shared with the grader, read-write: a fresh kernel's own; a warm one's
+    # parent folder of its worker's kernels and its zygote's folder (kept from them by
+    # their permissions: reaches_the_zygote, symlinks_out)
+    shared = {kind: [(mount[0].split("/")[-1], mount[1].split(",")[0])
+                     for mount in _shared_with_the_grader(taken.report)]
+              for kind, taken in reports.items()}
+    assert len(shared["fresh"]) == 1 and shared["fresh"][0][0].startswith("k-"), shared
+    assert shared["fresh"][0][1] == "rw", shared
+    assert sorted(shared["warm"]) == [("kernels", "rw"), ("zygote", "rw")], shared
     assert _without_known_differences(reports["warm"].report) == _without_known_differences(
         reports["fresh"].report)
