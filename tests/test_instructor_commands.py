@@ -49,7 +49,7 @@ def test_make_grade_on_a_folder_of_collected_notebooks(tmp_path):
     (collected / "notes.txt").write_text("not a notebook")
     nbformat.write(submissions.make_submission("correct"), collected / "Bad Name.ipynb")
     root = course.new_course(tmp_path / "course")
-    result = _make("grade", root, SUBMISSIONS=str(collected), WORKERS="2")
+    result = _make("grade", root, SUBMISSIONS=str(collected), WORKERS="1")
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {r["student_id"]: r for r in course.read_csv(root / "grades.csv")}
     assert set(rows) == {"alice", "bob"}
@@ -98,7 +98,7 @@ def autograded(tmp_path_factory):
     root = courses.generated_course(tmp_path_factory.mktemp("make") / "course")
     for student, kind in {"alice": "correct", "bob": "off_by_one"}.items():
         course.submit(root, student, submissions.make_submission(kind))
-    result = _make("autograde", root, WORKERS="2")
+    result = _make("autograde", root, WORKERS="1")
     assert result.returncode == 0, result.stderr[-3000:]
     return root, result.stdout, result.stderr
 

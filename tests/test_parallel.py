@@ -245,13 +245,16 @@ def test_a_postgresql_gradebook_end_to_end(tmp_path_factory, serial_grades, post
     assert "19 of the 19 points graded so far; 4 points awaiting grading" in html.read_text()
 
 
-@pytest.fixture
-def dask_cluster(tmp_path):
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory):
     """A Dask cluster on 127.0.0.1 from Dask's own command line: one scheduler and two
-    worker processes, stopped afterwards (lmlogits_grader.cluster.local_cluster)."""
+    worker processes, stopped after the module's tests (lmlogits_grader.cluster.
+    local_cluster). Each grading run sets its workers up afresh (GradingPlugin); the
+    test that kills a worker comes last."""
     from lmlogits_grader import cluster
 
-    with cluster.local_cluster(tmp_path / "cluster", workers=2) as (address, workers):
+    folder = tmp_path_factory.mktemp("cluster")
+    with cluster.local_cluster(folder, workers=2) as (address, workers):
         yield address, workers
 
 
