@@ -127,6 +127,40 @@ def _feedback_html(root: Path, student: str) -> str:
     return path.read_text()
 
 
+def _page_without_times(root: Path, student: str) -> str:
+    return re.sub(r"\d{4}-\d\d-\d\d[ T][\d:.]+", "<time>", _feedback_html(root, student))
+
+
+def test_feedback_for_some_students_is_theirs_alone_and_as_made_one_by_one(graded_class,
+                                                                          monkeypatch):
+    from lmlogits_grader import feedback as readable
+
+    root, api, _, _ = graded_class
+    chosen, untouched = ["correct", "off_by_one"], "global_phrase"
+    page = {kind: course.feedback_page(root, kind) for kind in [*chosen, untouched]}
+    before = {kind: path.stat().st_mtime_ns for kind, path in page.items()}
+    course.feedback(api, chosen)  # one nbgrader run for both
+    for kind in chosen:
+        assert page[kind].stat().st_mtime_ns != before[kind], kind
+    assert page[untouched].stat().st_mtime_ns == before[untouched]
+    batched = {kind: _page_without_times(root, kind) for kind in chosen}
+    for kind in chosen:  # nbgrader once per student: the same pages
+        api.generate_feedback(course.ASSIGNMENT, kind)
+        readable.rewrite(root, kind, course.ASSIGNMENT)
+        assert _page_without_times(root, kind) == batched[kind], kind
+
+    # a page the one run did not write (nbgrader stops a batch on some errors) is made
+    # by a run for that student alone
+    one_by_one = api.generate_feedback
+    monkeypatch.setattr(api, "generate_feedback", lambda assignment, student: None
+                        if student == "*" else one_by_one(assignment, student))
+    page["correct"].unlink()
+    written = page["off_by_one"].stat().st_mtime_ns
+    course.feedback(api, chosen)
+    assert _page_without_times(root, "correct") == batched["correct"]
+    assert page["off_by_one"].stat().st_mtime_ns != written
+
+
 def test_feedback_explains_without_revealing_hidden_tests(graded_class):
     root = graded_class[0]
     html = _feedback_html(root, "global_phrase")

@@ -181,13 +181,43 @@ def print_progress(outcome: dict[str, bool], student: str, total: int, start: fl
 
 def feedback(api, students: Iterable[str], assignment: str = ASSIGNMENT) -> None:
     """nbgrader's feedback page for each student, made readable (unfinished manual
-    grading shown as such, messages that wrap: see :mod:`lmlogits_grader.feedback`)."""
+    grading shown as such, messages that wrap: see :mod:`lmlogits_grader.feedback`).
+
+    One ``nbgrader generate_feedback`` for all of them (its HTML templates are compiled
+    once, not once per student), the other autograded students excluded; a student
+    whose page it did not write (nbgrader stops a batch on some errors) gets a run of
+    their own, as before.
+    """
+    from nbgrader.utils import temp_attrs
+
     from lmlogits_grader import feedback as readable
 
     root = Path(api.coursedir.root)
+    students = list(dict.fromkeys(students))
+    graded = {folder.parent.name for folder in (root / "autograded").glob(f"*/{assignment}")}
+    others = sorted(graded - set(students))
+    before = {student: _modified(feedback_page(root, student, assignment))
+              for student in students}
+    if students:
+        with temp_attrs(api.coursedir, student_id_exclude=",".join(others)):
+            api.generate_feedback(assignment, "*")
     for student in students:
-        api.generate_feedback(assignment, student)
+        written = _modified(feedback_page(root, student, assignment))
+        if written is None or written == before[student]:
+            api.generate_feedback(assignment, student)
         readable.rewrite(root, student, assignment)
+
+
+def _modified(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+def feedback_page(root: Path, student: str, assignment: str = ASSIGNMENT) -> Path:
+    """Where nbgrader writes ``student``'s feedback page."""
+    return Path(root) / "feedback" / student / assignment / f"{assignment}.html"
 
 
 def cell_grades(root: Path, assignment: str = ASSIGNMENT) -> dict[str, dict[str, CellGrade]]:
