@@ -542,19 +542,6 @@ def test_no_student_script_in_any_page(batch):
     assert "<b>bold</b>" in notebook  # harmless HTML stays
 
 
-@pytest.mark.parametrize("warm", [True, False], ids=["warm-kernels", "fresh-kernels"])
-def test_files_left_behind_do_not_reach_the_next_submission(tmp_path, warm):
-    root = tmp_path / "course"
-    root.mkdir()
-    notebooks = {"a-leaves": attacks.build("leaves_files", str(root)),
-                 "b-finds": attacks.build("finds_left_files", str(root))}
-    _, outcome, _, _ = _grade_class(root, notebooks, warm=warm, workers=1)
-    assert all(outcome.values())
-    notebook, _ = _texts(root, "b-finds")
-    assert attacks.LEAK not in notebook
-    assert _leftover_processes() == []
-
-
 @dataclass
 class Report:
     kind: str  # "warm" or "fresh" kernel
@@ -562,15 +549,39 @@ class Report:
     report: dict  # what the report cell printed
 
 
-def _grade_report(kind: str, tmp_path_factory) -> Report:
-    """The report submission graded alone, in a kernel of ``kind``. (Alone, not in a
-    batch: ``make test`` grades the two batches in different pytest processes.)"""
-    root = tmp_path_factory.mktemp(f"kernel-report-{kind}") / "course"
-    root.mkdir()
-    notebook = attacks._extra_cell(submissions.make_submission("correct"), KERNEL_REPORT_CELL)
-    _, outcome, _, _ = _grade_class(root, {KERNEL_REPORT: notebook}, warm=kind == "warm",
-                                    workers=1)
-    assert outcome == {KERNEL_REPORT: True}, kind
+@dataclass
+class SmallClass:
+    root: Path
+    outcome: dict
+    report: Report
+
+
+@pytest.fixture(scope="module")
+def small_classes(tmp_path_factory):
+    """``small_classes(kind)``: one worker with kernels of ``kind`` grades, in this
+    order, a submission that leaves files behind, one that looks for them, and the
+    kernel report (an honest submission with KERNEL_REPORT_CELL); graded once.
+    (Not in the batches: ``make test`` grades those in different pytest processes.)"""
+    made: dict[str, SmallClass] = {}
+
+    def get(kind: str) -> SmallClass:
+        if kind not in made:
+            root = tmp_path_factory.mktemp(f"small-class-{kind}") / "course"
+            root.mkdir()
+            notebooks = {
+                "a-leaves": attacks.build("leaves_files", str(root)),
+                "b-finds": attacks.build("finds_left_files", str(root)),
+                KERNEL_REPORT: attacks._extra_cell(submissions.make_submission("correct"),
+                                                   KERNEL_REPORT_CELL),
+            }
+            _, outcome, _, _ = _grade_class(root, notebooks, warm=kind == "warm", workers=1)
+            made[kind] = SmallClass(root, outcome, _read_report(kind, root))
+        return made[kind]
+
+    return get
+
+
+def _read_report(kind: str, root: Path) -> Report:
     nb = nbformat.read(root / "autograded" / KERNEL_REPORT / course.ASSIGNMENT
                        / f"{course.ASSIGNMENT}.ipynb", as_version=4)
     for cell in nb.cells:
@@ -580,6 +591,15 @@ def _grade_report(kind: str, tmp_path_factory) -> Report:
                     return Report(kind, _scores(course.cell_grades(root)[KERNEL_REPORT]),
                                   json.loads(line[len(REPORT_PREFIX):]))
     raise AssertionError(f"no kernel report from the {kind} kernel")
+
+
+@pytest.mark.parametrize("kind", ["warm", "fresh"], ids=["warm-kernels", "fresh-kernels"])
+def test_files_left_behind_do_not_reach_the_next_submission(small_classes, kind):
+    graded = small_classes(kind)
+    assert graded.outcome == dict.fromkeys(["a-leaves", "b-finds", KERNEL_REPORT], True)
+    notebook, _ = _texts(graded.root, "b-finds")
+    assert attacks.LEAK not in notebook
+    assert _leftover_processes() == []
 
 
 def _without_known_differences(report: dict) -> dict:
@@ -614,7 +634,7 @@ def _shared_with_the_grader(report: dict) -> list[list[str]]:
             if mount[0].startswith(shared) and "model" not in mount[0]]
 
 
-def test_both_kinds_of_kernel_give_student_code_the_same_python(tmp_path_factory):
+def test_both_kinds_of_kernel_give_student_code_the_same_python(small_classes):
     """Why the attacks in ON_THE_KERNELS_PYTHON are graded with warm kernels only.
 
     They attack the Python that student code runs in (IPython's input transformers,
@@ -632,7 +652,7 @@ def test_both_kinds_of_kernel_give_student_code_the_same_python(tmp_path_factory
     the grader, checked here too. Attacks on processes, signals, privileges, limits and
     those shared folders are graded with both kinds.
     """
-    reports = {kind: _grade_report(kind, tmp_path_factory) for kind in ("warm", "fresh")}
+    reports = {kind: small_classes(kind).report for kind in ("warm", "fresh")}
     for kind, taken in reports.items():
         assert taken.score == attacks.CORRECT, kind
         report = taken.report  # the report did look: nothing empty is compared
