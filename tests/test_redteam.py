@@ -64,13 +64,16 @@ AUTO_CELLS = [
     "test_no_global_vars", "test_works_without_notebook_globals",
 ]
 # Attacks whose outcome is decided in the grader's own process from what any kernel hands
-# back (the judge's messages, the sanitizer, nbgrader's metadata checks): graded with
+# back (the judge's messages, the sanitizer, nbgrader's metadata checks, the output
+# caps of the grader's Execute step): graded with
 # warm kernels only; every attack on the kernel's process or its sandbox runs with both
 # kinds of kernel. The broken files (decided when they are collected) likewise.
 DECIDED_OUTSIDE_THE_KERNEL = {
     "forged_metadata", "edited_metadata", "redefines_function_late", "prints_hidden_inputs",
     "hidden_input_in_exception", "hidden_input_in_type_name", "hidden_input_in_columns",
     "scripts_in_html", "script_in_markdown_answer",
+    # output caps: the grader's Execute step cuts what any kernel sends
+    "prints_50_megabytes", "displays_50_megabytes",
 }
 # Attacks on the kernel's Python, not on its process or sandbox: they change IPython's
 # hooks, builtins, libraries or the grader's answers, or return objects that lie. Both
@@ -371,6 +374,7 @@ def test_there_are_at_least_40_attacks():
     assert DECIDED_OUTSIDE_THE_KERNEL < set(attacks.ATTACKS)
     assert ON_THE_KERNELS_PYTHON < set(attacks.ATTACKS)
     assert not DECIDED_OUTSIDE_THE_KERNEL & ON_THE_KERNELS_PYTHON
+    assert ON_WHAT_THE_SANDBOX_SHOWS | ON_THE_ZYGOTES_MEMORY < set(attacks.ATTACKS)
     assert set(SLOWEST) < set(_attacks_for("fresh"))
     assert set(HONEST_FRESH) < set(HONEST)
 
@@ -472,6 +476,7 @@ def test_hidden_inputs_never_reach_feedback(batch):
             assert secret not in notebook, (student, secret)
 
 
+@pytest.mark.parametrize("batch", ["warm"], indirect=True, scope="module")
 def test_outputs_are_capped_with_a_note(batch):
     for student in ("prints_50_megabytes", "displays_50_megabytes"):
         notebook, feedback = _texts(batch.root, student)
