@@ -4,7 +4,10 @@ only: those decided in the grader's own process; those on the kernel's Python (I
 hooks, builtins, libraries, the objects returned) and those on the files and network the
 sandbox shows, which both kinds of kernel show alike, as
 test_both_kinds_of_kernel_give_student_code_the_same_python checks on a report taken in a
-kernel of each kind; and the one on the zygote's memory (a fresh kernel has no zygote).
+kernel of each kind; those on the zygote (a fresh kernel has none, and the report shows it
+sees no zygote's folder); and the pair on files left behind, which
+test_files_left_behind_do_not_reach_the_next_submission grades in order, one after the
+other in one worker, with each kind.
 Every attack on the kernel's process, its limits and the folders it shares with the
 grader runs with both kinds.
 
@@ -88,16 +91,20 @@ ON_THE_KERNELS_PYTHON = {
 # Attacks on the files and the network the sandbox shows: the kernel report shows both
 # kinds of kernel the same mounts (each read-only or writable, with the same file
 # systems and sizes) and the same network interfaces, but for the folders shared with
-# the grader (a warm kernel sees its worker's kernel and zygote folders, which only
-# reaches_the_zygote and symlinks_out go after, and those run with both kinds).
+# the grader (a warm kernel sees its worker's kernel and zygote folders, which
+# reaches_the_zygote and symlinks_out go after).
 ON_WHAT_THE_SANDBOX_SHOWS = {
     "reads_grader_and_course", "searches_the_filesystem", "writes_grader_files",
     "writes_gradebook", "startup_files", "writes_model_and_environment", "uses_the_network",
 }
-# Attacks on the zygote's memory: a fresh kernel has no zygote, and loads its own model.
-ON_THE_ZYGOTES_MEMORY = {"changes_weights_in_memory"}
+# Attacks on the zygote: a fresh kernel has none (it loads its own model), and the kernel
+# report shows that the only folder it shares with the grader is its own.
+ON_THE_ZYGOTE = {"changes_weights_in_memory", "reaches_the_zygote"}
+# In a batch, any worker may grade them, in any order: the test that grades the two in
+# order in one worker runs with both kinds.
+FILES_LEFT_BEHIND = {"leaves_files", "finds_left_files"}
 WARM_ONLY = (DECIDED_OUTSIDE_THE_KERNEL | ON_THE_KERNELS_PYTHON | ON_WHAT_THE_SANDBOX_SHOWS
-             | ON_THE_ZYGOTES_MEMORY)
+             | ON_THE_ZYGOTE | FILES_LEFT_BEHIND)
 # graded first: they wait out cell timeouts (or fork and wait), the others take seconds
 SLOWEST = ("ignores_signals_holding_the_gil", "catches_base_exception", "fork_loop")
 # Three workers on two cores: two of them mostly wait out the SLOWEST attacks' limits.
@@ -374,7 +381,7 @@ def test_there_are_at_least_40_attacks():
     assert DECIDED_OUTSIDE_THE_KERNEL < set(attacks.ATTACKS)
     assert ON_THE_KERNELS_PYTHON < set(attacks.ATTACKS)
     assert not DECIDED_OUTSIDE_THE_KERNEL & ON_THE_KERNELS_PYTHON
-    assert ON_WHAT_THE_SANDBOX_SHOWS | ON_THE_ZYGOTES_MEMORY < set(attacks.ATTACKS)
+    assert ON_WHAT_THE_SANDBOX_SHOWS | ON_THE_ZYGOTE | FILES_LEFT_BEHIND < set(attacks.ATTACKS)
     assert set(SLOWEST) < set(_attacks_for("fresh"))
     assert set(HONEST_FRESH) < set(HONEST)
 
@@ -670,7 +677,7 @@ def test_both_kinds_of_kernel_give_student_code_the_same_python(small_classes):
         assert tmp and tmp[-1][2:] == ["tmpfs", f"rw,size={sandbox.Limits().tmp_bytes >> 10}k"]
     # the folders shared with the grader, read-write: a fresh kernel's own; a warm one's
     # parent folder of its worker's kernels and its zygote's folder (kept from them by
-    # their permissions: reaches_the_zygote, symlinks_out)
+    # their permissions: reaches_the_zygote, symlinks_out; a fresh kernel sees neither)
     shared = {kind: [(mount[0].split("/")[-1], mount[1].split(",")[0])
                      for mount in _shared_with_the_grader(taken.report)]
               for kind, taken in reports.items()}
