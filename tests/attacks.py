@@ -416,9 +416,14 @@ def changes_weights_in_memory(course):
     ''', after="plot")
 
 
+# a System V IPC key: message queues and shared memory outlive the process that made
+# them, for as long as their IPC namespace lives
+IPC_KEY = 0x6C6D6C67
+
+
 def leaves_files(course):
-    return _extra_cell(_base("correct"), '''
-        import os, tempfile
+    return _extra_cell(_base("correct"), f'''
+        import ctypes, os, tempfile
         for _folder in ("/tmp", tempfile.gettempdir(), os.path.expanduser("~"), os.getcwd(),
                         "/dev/shm", "/var/tmp"):
             try:
@@ -426,6 +431,10 @@ def leaves_files(course):
                     _handle.write("left by an earlier submission")
             except OSError:
                 pass
+        # a message queue and a shared memory segment (IPC_CREAT | 0o666)
+        _libc = ctypes.CDLL(None, use_errno=True)
+        print("msgget", _libc.msgget({IPC_KEY}, 0o1666),
+              "shmget", _libc.shmget({IPC_KEY}, 4096, 0o1666))
     ''')
 
 
@@ -436,6 +445,14 @@ def finds_left_files(course):
                         "/dev/shm", "/var/tmp"):
             if os.path.exists(os.path.join(_folder, "lmlogits-left-behind")):
                 print({LEAK_CODE}, "found a file left by another submission in", _folder)
+        import ctypes
+        _libc = ctypes.CDLL(None, use_errno=True)
+        if _libc.msgget({IPC_KEY}, 0) != -1 or _libc.shmget({IPC_KEY}, 0, 0) != -1:
+            print({LEAK_CODE}, "found System V IPC left by another submission")
+        for _kind in ("msg", "shm", "sem"):
+            with open(f"/proc/sysvipc/{{_kind}}") as _handle:
+                if len(_handle.read().splitlines()) > 1:
+                    print({LEAK_CODE}, "another submission's System V IPC:", _kind)
     ''', after="plot")
 
 

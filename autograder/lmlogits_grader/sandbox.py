@@ -16,11 +16,14 @@ Two layers, both set up before any student code runs:
    (when the grader runs as root), sets ``no_new_privs`` and resource limits: processes,
    address space, CPU time, file size and open files. A warm kernel, forked from a
    zygote that lives inside one bubblewrap sandbox, first gets a PID namespace, mount
-   namespace and ``/tmp`` of its own (:func:`isolate_forked_kernel`), so that nothing it
-   leaves behind, file or process, reaches the next submission.
+   namespace, IPC namespace and ``/tmp`` of its own (:func:`isolate_forked_kernel`), so
+   that nothing it leaves behind, file, process or System V message queue or shared
+   memory, reaches the next submission.
 
 The grader talks to the kernel over Unix sockets (ZeroMQ ``ipc``) in a per-kernel folder,
-the only folder the sandbox shares with the outside.
+the only folder the sandbox shares with the outside (a warm kernel's is inside its
+worker's folder of kernels, which it sees with the zygote's folder: both closed to the
+kernel's user by their permissions).
 """
 
 from __future__ import annotations
@@ -247,6 +250,7 @@ def bwrap_command(settings: SandboxSettings, kernel_dir: str | None, command: li
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_SET_PDEATHSIG = 1
 _CLONE_NEWNS = 0x00020000
+_CLONE_NEWIPC = 0x08000000
 _CLONE_NEWPID = 0x20000000
 _CLONE_NEWUSER = 0x10000000
 _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 0x2, 0x4, 0x8
@@ -360,8 +364,9 @@ def _private_tmp(settings: SandboxSettings, kernel_dir: str | None) -> None:
 
 
 def isolate_forked_kernel(settings: SandboxSettings, kernel_dir: str | None = None) -> None:
-    """In a child forked from the warm zygote: a PID namespace, mount namespace and /tmp
-    of its own. Returns in the kernel process; the calling process becomes a relay and
+    """In a child forked from the warm zygote: a PID namespace, mount namespace, IPC
+    namespace (System V queues and shared memory die with the kernel) and /tmp of its
+    own. Returns in the kernel process; the calling process becomes a relay and
     an init process is put between them (see below). Neither ever returns.
 
     Three processes::
@@ -375,10 +380,11 @@ def isolate_forked_kernel(settings: SandboxSettings, kernel_dir: str | None = No
     """
     libc = _libc()
     if os.geteuid() == 0:
-        _check(libc.unshare(_CLONE_NEWNS | _CLONE_NEWPID), "unshare")
+        _check(libc.unshare(_CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWIPC), "unshare")
     else:  # an unprivileged grader: a user namespace of its own gives the rights to mount
         uid, gid = os.geteuid(), os.getegid()
-        _check(libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNS | _CLONE_NEWPID), "unshare")
+        _check(libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWIPC),
+               "unshare")
         for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"),
                            ("gid_map", f"{gid} {gid} 1")):
             with open(f"/proc/self/{name}", "w") as handle:

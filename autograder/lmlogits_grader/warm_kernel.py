@@ -11,11 +11,12 @@ Nothing in this module may hold a secret: the zygote runs inside the sandbox
 - ``serve``: the zygote. It runs inside one bubblewrap sandbox per worker (started by
   :func:`start_zygote`), pre-imports and pre-loads, then listens on a Unix socket that
   only the grader's user can reach. For each request it forks a child that, before any
-  student code runs, gets a PID namespace, mount namespace and ``/tmp`` of its own and
+  student code runs, gets a PID, mount and IPC namespace and ``/tmp`` of its own and
   drops to the kernel's unprivileged user with resource limits
   (:func:`lmlogits_grader.sandbox.isolate_forked_kernel`, ``lock_down``). The child
   cannot see, signal or trace the zygote, and what it leaves behind (files in ``/tmp``,
-  processes, changed weights in its copy-on-write memory) dies with it.
+  processes, System V queues and shared memory, changed weights in its copy-on-write
+  memory) dies with it.
 - ``launch``: what the kernelspec runs (``argv`` in ``kernel.json``), outside the
   sandbox. jupyter_client sees this small process as "the kernel": it forwards
   interrupts and terminations through the zygote and exits with the kernel's status.
