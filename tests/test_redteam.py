@@ -69,8 +69,7 @@ AUTO_CELLS = [
 # Attacks whose outcome is decided in the grader's own process from what any kernel hands
 # back (the judge's messages, the sanitizer, nbgrader's metadata checks, the output
 # caps of the grader's Execute step): graded with
-# warm kernels only; every attack on the kernel's process or its sandbox runs with both
-# kinds of kernel. The broken files (decided when they are collected) likewise.
+# warm kernels only. The broken files (decided when they are collected) likewise.
 DECIDED_OUTSIDE_THE_KERNEL = {
     "forged_metadata", "edited_metadata", "redefines_function_late", "prints_hidden_inputs",
     "hidden_input_in_exception", "hidden_input_in_type_name", "hidden_input_in_columns",
@@ -134,13 +133,40 @@ def _status():
                     if line.split(":")[0] in keep)
 
 def _mounts():
-    """Each mount: where, its options, file system and the file system's options."""
-    found = []
+    """The mounts this process sees (those covered by another left out): where, the
+    folder of the file system mounted there, the options, the file system and its
+    options, then the owner and mode of the folder."""
+    rows = {}
     with open("/proc/self/mountinfo") as _handle:
         for line in _handle:
             fields = line.split()
             dash = fields.index("-")
-            found.append([fields[4], fields[5], fields[dash + 1], fields[dash + 3]])
+            rows[fields[0]] = (fields[1], fields[4], [fields[4], fields[3], fields[5],
+                                                      fields[dash + 1], fields[dash + 3]])
+
+    def _covers(child, mount):
+        return rows[child][0] == mount and rows[child][1] == rows[mount][1]
+
+    covered = {parent for child, (parent, _, _) in rows.items()
+               if parent in rows and _covers(child, parent)}
+
+    def _hidden(mount):
+        below = None
+        while mount in rows:
+            if mount in covered and not (below is not None and _covers(below, mount)):
+                return True
+            below, mount = mount, rows[mount][0]
+        return False
+
+    found = []
+    for mount, (_, point, entry) in rows.items():
+        if not _hidden(mount):
+            try:
+                info = _os.stat(point)
+                entry += [info.st_uid, oct(info.st_mode & 0o7777)]
+            except OSError as error:
+                entry += [type(error).__name__, ""]
+            found.append(entry)
     return sorted(found)
 
 def _interfaces():
@@ -425,7 +451,7 @@ def test_each_attack_gets_its_fair_score(batch, name):
 
 @pytest.mark.parametrize("batch", ["warm"], indirect=True, scope="module")
 @pytest.mark.parametrize("name", sorted(WARM_ONLY))
-def test_each_attack_on_the_grader_or_python_gets_its_fair_score(batch, name):
+def test_each_warm_only_attack_gets_its_fair_score(batch, name):
     assert _scores(batch.grades[name]) == attacks.ATTACKS[name][1], attacks.ATTACKS[name][2]
 
 
@@ -615,8 +641,9 @@ def test_files_left_behind_do_not_reach_the_next_submission(small_classes, kind)
 
 
 def _without_known_differences(report: dict) -> dict:
-    """The report without the worker it ran in, and without the two ways the kinds
-    differ that no attack on the kernel's Python relies on."""
+    """The report without the worker it ran in (its kernel user), and without the ways
+    the kinds differ that no attack graded with warm kernels only relies on: see below,
+    and the shared folders, checked on their own."""
     report = json.loads(json.dumps(report))
     # each worker's kernels have a user of their own (the worker's slot): any of them
     report["ids"] = [[i for i in ids if i not in kernel_users.ALL] if isinstance(ids, list)
@@ -629,21 +656,22 @@ def _without_known_differences(report: dict) -> dict:
     # a fresh one finds it through IPython's '' entry, as the working folder is the same
     path = report["python"][4]
     report["python"][4] = [entry for entry in path if entry != report["cwd"]]
-    # a warm kernel mounts its own /tmp, /proc and /dev/shm over the zygote's, alike: the
-    # one on top is what it sees; the folders shared with the grader are compared in
+    # the folders shared with the grader differ by kind: compared in
     # test_both_kinds_of_kernel_give_student_code_the_same_python
     shared = _shared_with_the_grader(report)
-    report["mounts"] = sorted({tuple(mount) for mount in report["mounts"]
-                               if mount not in shared})
+    report["mounts"] = [[*mount[:-2], "a kernel user" if mount[-2] in kernel_users.ALL
+                         else mount[-2], mount[-1]]
+                        for mount in report["mounts"] if mount not in shared]
     return report
 
 
-def _shared_with_the_grader(report: dict) -> list[list[str]]:
-    """The mounts of the report under the grader's folder for kernels (the only
-    writable folders bound from outside)."""
+def _shared_with_the_grader(report: dict) -> list[list]:
+    """The mounts of the report in the grader's folder for kernels' files (the model
+    excepted): the folders the grader binds read-write into the sandbox."""
     shared = str(sandbox.shared_root()) + "/lmlogits-"
+    model = report["environment"]["LMLOGITS_MODEL"]
     return [mount for mount in report["mounts"]
-            if mount[0].startswith(shared) and "model" not in mount[0]]
+            if mount[0].startswith(shared) and mount[0] != model]
 
 
 def test_both_kinds_of_kernel_give_student_code_the_same_python(small_classes):
@@ -673,16 +701,20 @@ def test_both_kinds_of_kernel_give_student_code_the_same_python(small_classes):
         assert report["ipython"]["input_transformers_cleanup"], kind
         assert "print" in report["builtins"], kind
         assert report["network"] == ["lo"], kind
-        tmp = [mount for mount in report["mounts"] if mount[0] == "/tmp"]
-        assert tmp and tmp[-1][2:] == ["tmpfs", f"rw,size={sandbox.Limits().tmp_bytes >> 10}k"]
-    # the folders shared with the grader, read-write: a fresh kernel's own; a warm one's
-    # parent folder of its worker's kernels and its zygote's folder (kept from them by
-    # their permissions: reaches_the_zygote, symlinks_out; a fresh kernel sees neither)
-    shared = {kind: [(mount[0].split("/")[-1], mount[1].split(",")[0])
-                     for mount in _shared_with_the_grader(taken.report)]
-              for kind, taken in reports.items()}
-    assert len(shared["fresh"]) == 1 and shared["fresh"][0][0].startswith("k-"), shared
-    assert shared["fresh"][0][1] == "rw", shared
-    assert sorted(shared["warm"]) == [("kernels", "rw"), ("zygote", "rw")], shared
+        tmp = [mount[3:5] for mount in report["mounts"] if mount[0] == "/tmp"]
+        assert tmp == [["tmpfs", f"rw,size={sandbox.Limits().tmp_bytes >> 10}k"]], kind
+    # the folders shared with the grader, all bound alike (read-write, no devices, no
+    # set-user-id): a fresh kernel's own folder; a warm one's parent folder of its
+    # worker's kernels and its zygote's folder, which the kernel's user may pass through
+    # but not list, and not enter (reaches_the_zygote, symlinks_out)
+    shared = {kind: _shared_with_the_grader(taken.report) for kind, taken in reports.items()}
+    assert len({tuple(mount[2:5]) for mounts in shared.values() for mount in mounts}) == 1
+    assert shared["warm"][0][2].startswith("rw,nosuid,nodev"), shared
+    names = {kind: sorted((mount[0].rsplit("/", 1)[-1][:2], mount[-2],
+                           int(mount[-1], 8) & 0o044 == 0)  # no reading by other users
+                          for mount in mounts) for kind, mounts in shared.items()}
+    assert names["fresh"] == [("k-", reports["fresh"].report["ids"][0], True)], names
+    if os.geteuid() == 0:  # the grader's folders are root's; the kernel's user is another
+        assert names["warm"] == [("ke", 0, True), ("zy", 0, True)], names
     assert _without_known_differences(reports["warm"].report) == _without_known_differences(
         reports["fresh"].report)

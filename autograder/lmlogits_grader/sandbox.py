@@ -396,6 +396,12 @@ def isolate_forked_kernel(settings: SandboxSettings, kernel_dir: str | None = No
     if init == 0:
         _check(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0), "prctl(PDEATHSIG)")
         _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None)
+        # read-only, as bubblewrap leaves them in the /proc this one covers
+        for folder in ("/proc/bus", "/proc/irq"):
+            if os.path.isdir(folder):
+                _mount(folder, folder, None, _MS_BIND | _MS_REC, None)
+                _mount("", folder, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID
+                       | _MS_NODEV | _MS_NOEXEC, None)
         kernel = os.fork()
         if kernel == 0:
             return
