@@ -354,8 +354,9 @@ def _private_tmp(settings: SandboxSettings, kernel_dir: str | None) -> None:
         else:
             open(target, "a").close()
         _mount(path, target, None, _MS_BIND | _MS_REC, None)
-        if readonly:
-            _mount("", target, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY, None)
+        # as bubblewrap binds them for a fresh kernel: no set-user-id, no devices
+        _mount("", target, None, _MS_REMOUNT | _MS_BIND | _MS_NOSUID | _MS_NODEV
+               | (_MS_RDONLY if readonly else 0), None)
     device = os.stat(staging).st_dev
     for folder, subdirs, _ in os.walk(staging):  # the folders made above a mount point
         subdirs[:] = [d for d in subdirs if os.stat(os.path.join(folder, d)).st_dev == device]
