@@ -123,8 +123,7 @@ def test_written_answers_wait_for_a_person_unless_unchanged(graded_class):
 
 
 def _feedback_html(root: Path, student: str) -> str:
-    path = root / "feedback" / student / course.ASSIGNMENT / f"{course.ASSIGNMENT}.html"
-    return path.read_text()
+    return course.feedback_page(root, student).read_text()
 
 
 def _page_without_times(root: Path, student: str) -> str:

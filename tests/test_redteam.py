@@ -68,8 +68,8 @@ AUTO_CELLS = [
 ]
 # Attacks whose outcome is decided in the grader's own process from what any kernel hands
 # back (the judge's messages, the sanitizer, nbgrader's metadata checks, the output
-# caps of the grader's Execute step): graded with
-# warm kernels only. The broken files (decided when they are collected) likewise.
+# caps of the grader's Execute step): graded with warm kernels only. The broken files
+# (decided when they are collected) likewise.
 DECIDED_OUTSIDE_THE_KERNEL = {
     "forged_metadata", "edited_metadata", "redefines_function_late", "prints_hidden_inputs",
     "hidden_input_in_exception", "hidden_input_in_type_name", "hidden_input_in_columns",
@@ -284,7 +284,7 @@ def _texts(root: Path, student: str) -> tuple[str, str]:
     """What the autograded notebook shows (outputs, markdown; formgrader renders these)
     beside the student's code, and the feedback page."""
     autograded = root / "autograded" / student / course.ASSIGNMENT / f"{course.ASSIGNMENT}.ipynb"
-    feedback = root / "feedback" / student / course.ASSIGNMENT / f"{course.ASSIGNMENT}.html"
+    feedback = course.feedback_page(root, student)
     nb = nbformat.read(autograded, as_version=4)
     shown = [json.dumps(cell.get("outputs", [])) if cell.cell_type == "code" else cell.source
              for cell in nb.cells]

@@ -71,9 +71,9 @@ def rewrite(root: Path, student: str, assignment: str) -> None:
     """Make the feedback page of ``student`` readable (see :func:`make_readable`)."""
     from nbgrader.api import MissingEntry
 
-    from lmlogits_grader import record
+    from lmlogits_grader import course, record
 
-    page = Path(root) / "feedback" / student / assignment / f"{assignment}.html"
+    page = course.feedback_page(root, student, assignment)
     if not page.is_file():
         return
     with record.open_gradebook(Path(root)) as gradebook:
