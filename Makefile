@@ -12,7 +12,7 @@ TEST_ENV := HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PATH="$(CURDIR)/$(BIN)
 .PHONY: help venv sandbox browser postgres bench-scale demo grade autograde grade-export bench test lint notebooks test-colab colab-snapshot test-pythons constraints clean
 
 help:
-	@echo "make demo        grade a sample class end to end and print the grade table"
+	@echo "make demo [WORKERS=n]  grade a sample class end to end and print the grade table"
 	@echo "make grade SUBMISSIONS=dir [WORKERS=n]  grade a folder of <student>.ipynb (n workers)"
 	@echo "                  (NO_SANDBOX=1 where bubblewrap cannot run: then nothing is isolated)"
 	@echo "make autograde [WORKERS=n]   grade everything in autograder/submitted in parallel"
@@ -71,7 +71,8 @@ $(STAMP): pyproject.toml requirements-dev.txt constraints.txt autograder/pyproje
 
 # nbgrader runs `alembic` from PATH when it creates a gradebook
 demo: $(STAMP) sandbox
-	PATH="$(CURDIR)/$(BIN):$$PATH" TOKENIZERS_PARALLELISM=false $(BIN)/python -m lmlogits_grader.demo
+	PATH="$(CURDIR)/$(BIN):$$PATH" TOKENIZERS_PARALLELISM=false $(BIN)/python -m lmlogits_grader.demo \
+		$(if $(WORKERS),--workers $(WORKERS))
 
 # every grading command takes the course folder: COURSE=path (default autograder/)
 COURSE ?= autograder

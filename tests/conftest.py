@@ -18,6 +18,10 @@ REPO = Path(__file__).resolve().parents[1]
 # kernel and nbgrader run of the suite; tests that need other values use monkeypatch.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# two pytest processes share two cores: torch's OpenMP threads in each (building the
+# built-in model, the model tests) would only wait on each other; kernels and grading
+# workers use one thread already (lmlogits_grader.execute, .parallel)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("LMLOGITS_CACHE", str(REPO / ".cache" / "lmlogits"))
 os.environ["LMLOGITS_MODEL"] = "tiny"  # the built-in model stands in for distilgpt2
 # short limits keep the endless-loop submissions quick; normal cells take < 1 s here,

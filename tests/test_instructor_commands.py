@@ -26,7 +26,9 @@ def test_demo_says_which_model_then_grades_the_sample_class(tmp_path):
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["HF_HUB_CACHE"] = str(tmp_path / "empty-hub-cache")  # distilgpt2 cached or not
     result = subprocess.run(
-        [sys.executable, "-m", "lmlogits_grader.demo", "--course", str(tmp_path / "demo")],
+        # one worker: one zygote to start (two workers are tested in test_parallel.py)
+        [sys.executable, "-m", "lmlogits_grader.demo", "--course", str(tmp_path / "demo"),
+         "--workers", "1"],
         capture_output=True, text=True, env=env, timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -39,6 +41,17 @@ def test_demo_says_which_model_then_grades_the_sample_class(tmp_path):
     assert (tmp_path / "demo" / "grades.csv").is_file()
     feedback = tmp_path / "demo" / "feedback" / "ada" / course.ASSIGNMENT
     assert (feedback / f"{course.ASSIGNMENT}.html").is_file()
+
+
+@pytest.mark.parametrize("workers", ["0", "-2"])
+def test_demo_refuses_a_bad_worker_count(tmp_path, capsys, workers):
+    from lmlogits_grader import demo
+
+    with pytest.raises(SystemExit) as stopped:
+        demo.main(["--course", str(tmp_path / "demo"), "--workers", workers])
+    assert stopped.value.code == 2
+    assert f"--workers must be a positive integer, got {workers}" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()
 
 
 def test_make_grade_on_a_folder_of_collected_notebooks(tmp_path):

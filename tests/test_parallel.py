@@ -105,7 +105,7 @@ def _assert_same_feedback(root: Path, serial_root: Path) -> None:
 def test_parallel_grades_with_fresh_kernels_equal_serial_grades(tmp_path_factory,
                                                                 serial_grades):
     # warm kernels: test_killed_run_resumes_to_the_same_grades (all of it graded with
-    # warm kernels, in two runs: two workers, then one), the PostgreSQL and Dask tests
+    # warm kernels, in two runs of one worker), the PostgreSQL and Dask tests
     root = _course_with(tmp_path_factory, "parallel", CLASS)
     outcome = parallel.grade_in_parallel(
         root, list(CLASS), workers=2, progress=False, warm=False
@@ -120,8 +120,9 @@ def test_parallel_grades_with_fresh_kernels_equal_serial_grades(tmp_path_factory
 
 def test_killed_run_resumes_to_the_same_grades(tmp_path_factory, serial_grades):
     root = _course_with(tmp_path_factory, "killed", CLASS)
+    # one worker, one zygote: killing two workers mid-run is the Dask test's
     command = [sys.executable, "-m", "lmlogits_grader.parallel", "--course", str(root),
-               "--workers", "2"]
+               "--workers", "1"]
     process = subprocess.Popen(command, start_new_session=True, stderr=subprocess.DEVNULL)
     journal = root / "autograded" / parallel.JOURNAL
     deadline = time.monotonic() + 300
@@ -134,7 +135,7 @@ def test_killed_run_resumes_to_the_same_grades(tmp_path_factory, serial_grades):
     recorded_before = parallel.recorded_students(root)
     assert 2 <= len(recorded_before) < len(CLASS)
 
-    # one worker (one zygote to start): the killed run had two
+    # one worker again, in this process
     outcome = parallel.grade_in_parallel(root, list(CLASS), workers=1, progress=False)
     assert set(outcome) == set(CLASS) - recorded_before  # nothing regraded
     assert all(outcome.values())
@@ -219,6 +220,19 @@ def test_a_setting_read_at_import_that_changed_gets_spawned_workers(monkeypatch)
     monkeypatch.setenv("HF_HUB_CACHE", "/somewhere/else")
     assert parallel._worker_context().get_start_method() == "spawn"
     monkeypatch.undo()
+    assert parallel._worker_context().get_start_method() == "forkserver"
+
+
+def test_what_torch_writes_into_the_environment_keeps_forked_workers(monkeypatch):
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setattr(parallel, "_forkserver_environment", None)
+    assert parallel._worker_context().get_start_method() == "forkserver"
+    # loading some models asks torch for its compile cache, and torch then writes its
+    # default folder into os.environ: the user changed no setting
+    cache_dir()
+    assert "TORCHINDUCTOR_CACHE_DIR" in os.environ
     assert parallel._worker_context().get_start_method() == "forkserver"
 
 

@@ -20,7 +20,6 @@ and no process started by a submission is alive afterwards.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -106,8 +105,8 @@ WARM_ONLY = (DECIDED_OUTSIDE_THE_KERNEL | ON_THE_KERNELS_PYTHON | ON_WHAT_THE_SA
              | ON_THE_ZYGOTE | FILES_LEFT_BEHIND)
 # graded first: they wait out cell timeouts (or fork and wait), the others take seconds
 SLOWEST = ("ignores_signals_holding_the_gil", "catches_base_exception", "fork_loop")
-# Three workers on two cores: two of them mostly wait out the SLOWEST attacks' limits.
-BATCH_WORKERS = 3
+# Two workers on two cores (make test runs two pytest processes: the cores are busy)
+BATCH_WORKERS = 2
 # The warm batch's limits, as for tests/conftest.py's every-kind class: still ten times
 # what a cell or a call of the function takes in a warm kernel here. Fresh kernels keep
 # the suite's (a fresh kernel's first plot loads matplotlib in the cell).
@@ -217,8 +216,10 @@ def _scores(cells) -> tuple:
 
 
 def _snapshot(paths: list[Path]) -> dict[str, tuple]:
-    """Every file under ``paths`` (caches excluded): size, mtime, and content hash of
-    small files, so that any write shows."""
+    """Every file under ``paths`` (caches excluded): size, inode, modification and change
+    times, so that any write shows. A write sets the change time (ctime) to the clock's
+    time, and no call sets it back (os.utime sets mtime and atime only), so a file
+    rewritten with its old size and mtime still differs; cheaper than hashing the venv."""
     seen = {}
     for top in paths:
         for folder, subdirs, files in os.walk(top):
@@ -229,10 +230,7 @@ def _snapshot(paths: list[Path]) -> dict[str, tuple]:
                     info = path.lstat()
                 except OSError:
                     continue
-                digest = ""
-                if info.st_size < 2_000_000 and path.is_file():
-                    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-                seen[str(path)] = (info.st_size, info.st_mtime_ns, digest)
+                seen[str(path)] = (info.st_size, info.st_ino, info.st_mtime_ns, info.st_ctime_ns)
     return seen
 
 

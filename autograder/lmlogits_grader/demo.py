@@ -49,8 +49,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder for the demo course (recreated; default build/demo-course)")
     parser.add_argument("--no-sandbox", action="store_true",
                         help="run student code unsandboxed (where bubblewrap cannot run)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="parallel workers (default: the number of cores)")
     args = parser.parse_args(argv)
     from lmlogits_grader import sandbox
+
+    if args.workers is not None and args.workers < 1:
+        parser.error(f"--workers must be a positive integer, got {args.workers}")
 
     if args.no_sandbox:
         sandbox.disable()
@@ -72,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         course.submit(root, student, submissions.make_submission(kind))
     print(f"Submitted {len(DEMO_CLASS)} sample notebooks: "
           + ", ".join(f"{s} ({k})" for s, k in DEMO_CLASS.items()))
-    outcome = parallel.grade_in_parallel(root, list(DEMO_CLASS))
+    outcome = parallel.grade_in_parallel(root, list(DEMO_CLASS), args.workers)
     course.feedback(api, DEMO_CLASS)
     csv_path = course.export_csv(root, root / "grades.csv")
     extra = [export.per_cell_csv(root, root / "grades-per-cell.csv", course.ASSIGNMENT),

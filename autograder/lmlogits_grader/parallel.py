@@ -265,6 +265,10 @@ def execute_submission(student: str, assignment: str, files: dict[str, bytes]) -
 # a worker forked from the forkserver has them as they were when the forkserver started
 _READ_AT_IMPORT = ("HF_", "HUGGINGFACE_", "TRANSFORMERS_", "TORCH", "PYTORCH_", "OMP_",
                    "MKL_")
+# ... except those torch writes itself, to its own default, when some code asks for them
+# (torch._inductor's cache_dir(), reached by loading some models): not a setting, and
+# once written they would make every later run of this process spawn its workers
+_WRITTEN_BY_TORCH = frozenset({"TORCHINDUCTOR_CACHE_DIR"})
 _forkserver_environment: dict[str, str] | None = None
 
 
@@ -274,7 +278,7 @@ def _worker_context():
     import everything afresh (slower, never stale)."""
     global _forkserver_environment
     now = {name: value for name, value in os.environ.items()
-           if name.startswith(_READ_AT_IMPORT)}
+           if name.startswith(_READ_AT_IMPORT) and name not in _WRITTEN_BY_TORCH}
     if _forkserver_environment is None:
         _forkserver_environment = now
     if now != _forkserver_environment:
