@@ -67,6 +67,25 @@ def _preload() -> None:
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     import matplotlib.pyplot  # noqa: F401
 
+    _draw_once()
+
+
+def _draw_once() -> None:
+    """Show a table and draw a chart as every submission does, without pyplot's list of
+    figures: pandas' table template, matplotlib's fonts and renderer and IPython's PNG
+    export are then loaded once here, not in each kernel's first table and first plot."""
+    import pandas
+    from IPython.core.pylabtools import print_figure  # what the inline backend calls
+    from matplotlib.figure import Figure
+
+    import lmlogits
+
+    table = pandas.DataFrame({"tokens": [" a", " b"], "probabilities": [0.75, 0.25]})
+    lmlogits.show_table(table).to_html()
+    figure = Figure()
+    lmlogits.plot_distribution(table, title="a", ax=figure.subplots())
+    print_figure(figure, "png")
+
 
 def _become_kernel(request: dict, fds: list[int], settings):
     """In the forked child: isolate (sandboxed mode), take the launcher's stdio, run ipykernel."""
