@@ -282,3 +282,33 @@ def test_a_function_that_does_not_compile_has_no_definition():
     nb = _notebook("def predict_next_tokens(phrase, k):\n    return pd.DataFrame((")
     verdict = judge.check_no_global_vars(nb)
     assert not verdict.passed and "no `def predict_next_tokens`" in verdict.message
+
+
+@pytest.mark.parametrize("cell", ["test_matches_reference", "test_works_without_notebook_globals"])
+def test_a_probe_waits_for_a_looping_function_once(cell):
+    # the probe's own code, run here as the kernel runs it, on a function that never
+    # returns: its first call runs out of time, the others are not made
+    started = []
+    published = []
+
+    def predict_next_tokens(phrase, k):
+        started.append(phrase)
+        while True:
+            pass
+
+    class Publisher:
+        def publish(self, data, metadata):
+            published.append(data[probe.MIME])
+
+    class Shell:
+        display_pub = Publisher()
+
+    namespace = {"predict_next_tokens": predict_next_tokens, "get_ipython": Shell,
+                 "torch": torch}
+    exec(probe.probe_source(cell, 0.2), namespace)
+    (answer,) = published
+    calls = [*answer["calls"], *(call for group in answer.get("isolated", []) for call in group)]
+    assert len(calls) >= 3
+    assert calls == [{"timeout": True}] * len(calls)
+    assert len(started) == 1
+    assert probe.timed_out(answer)

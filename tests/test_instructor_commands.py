@@ -54,7 +54,22 @@ def test_demo_refuses_a_bad_worker_count(tmp_path, capsys, workers):
     assert not (tmp_path / "demo").exists()
 
 
-def test_make_grade_on_a_folder_of_collected_notebooks(tmp_path):
+def test_make_grade_runs_the_folder_grader_with_its_options(tmp_path):
+    # what `make grade` runs (make -n: printed, not run); the run itself is tested below
+    # in this process, and `make autograde` (same options) end to end
+    result = _make("grade", tmp_path / "course", "-n", SUBMISSIONS=str(tmp_path / "in"),
+                   WORKERS="3")
+    assert result.returncode == 0, result.stderr
+    recipe = result.stdout.replace("\\\n", " ")  # the recipe's continued lines, joined
+    (line,) = [" ".join(line.split()) for line in recipe.splitlines() if "grade_folder" in line]
+    assert line.endswith(f'-m lmlogits_grader.grade_folder "{tmp_path / "in"}" '
+                         f'--course "{tmp_path / "course"}" --workers 3')
+    refused = _make("grade", tmp_path / "course", "-n")
+    assert refused.returncode != 0
+    assert "give the folder of notebooks: make grade SUBMISSIONS=" in refused.stderr
+
+
+def test_grading_a_folder_of_collected_notebooks(tmp_path, capsys):
     collected = tmp_path / "download"
     collected.mkdir()
     nbformat.write(submissions.make_submission("correct"), collected / "alice.ipynb")
@@ -62,13 +77,13 @@ def test_make_grade_on_a_folder_of_collected_notebooks(tmp_path):
     (collected / "notes.txt").write_text("not a notebook")
     nbformat.write(submissions.make_submission("correct"), collected / "Bad Name.ipynb")
     root = course.new_course(tmp_path / "course")
-    result = _make("grade", root, SUBMISSIONS=str(collected), WORKERS="1")
-    assert result.returncode == 0, result.stderr[-3000:]
+    status = grade_folder.main([str(collected), "--course", str(root), "--workers", "1"])
+    assert status == 0
     rows = {r["student_id"]: r for r in course.read_csv(root / "grades.csv")}
     assert set(rows) == {"alice", "bob"}
     assert float(rows["alice"]["score"]) == 17
     assert float(rows["bob"]["score"]) == 13  # off by one: 4 points for the wrong tokens
-    out = result.stdout
+    out = capsys.readouterr().out
     assert "Grades CSV:" in out
     # a file name that is not a student id reaches the final table, with a rename
     table_end = out[out.index("Not graded"):]
@@ -97,11 +112,12 @@ def _table_and_legend(out: str) -> list[str]:
     return lines[start:end + 1]
 
 
-def _make(target: str, root: Path, **variables: str) -> subprocess.CompletedProcess:
+def _make(target: str, root: Path, *options: str, **variables: str) -> subprocess.CompletedProcess:
     """``make target COURSE=root ...`` in the repository, as an instructor types it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
     arguments = [f"COURSE={root}", *(f"{k}={v}" for k, v in variables.items())]
-    return subprocess.run(["make", "--no-print-directory", target, *arguments], cwd=REPO,
+    return subprocess.run(["make", "--no-print-directory", *options, target, *arguments],
+                          cwd=REPO,
                           capture_output=True, text=True, env=env, timeout=900)
 
 

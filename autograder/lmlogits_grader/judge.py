@@ -24,9 +24,9 @@ import linecache
 import time
 import types
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
 from nbgrader.preprocessors import NbGraderPreprocessor
@@ -34,6 +34,9 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from lmlogits_grader import checks, probe
 from lmlogits_grader.checks import Call, Reference, Table, Verdict
 from lmlogits_grader.collect import BROKEN_KEY
+
+if TYPE_CHECKING:  # imported where needed: see lmlogits_grader.checks
+    import torch
 
 PROBES_KEY = "lmlogits_probes"  # set by SandboxedExecute, removed here
 
@@ -108,6 +111,8 @@ def parse_calls(specs, answers: object) -> list[Call]:
 
 def parse_array(data: object) -> tuple[torch.Tensor | None, list[int] | None, str]:
     """``(values, shape, type name)``; values is None when none came back."""
+    import torch
+
     if not isinstance(data, dict):
         return None, None, "missing"
     if data.get("kind") == "missing":
@@ -146,6 +151,8 @@ def _phrase(variables: dict) -> str | None:
 
 
 def _close(values: torch.Tensor, expected: torch.Tensor, tolerance: float) -> bool:
+    import torch
+
     return values.shape == expected.shape and bool(
         torch.allclose(values.float(), expected, rtol=1e-4, atol=tolerance)
     )
