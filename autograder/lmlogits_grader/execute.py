@@ -420,11 +420,16 @@ class SandboxedExecute(Execute):
 
     def _stop_if_unresponsive(self) -> None:
         """After a timeout: give the kernel 5 s to answer; if it does not, kill it."""
+        # nbclient waits iopub_timeout (4 s) for a timed-out cell's last outputs: the
+        # ping prints nothing, so a kernel that does not answer it is killed 3 s sooner
+        waits_for_outputs, self.iopub_timeout = self.iopub_timeout, 1
         try:
             ping = self._run_hidden("pass", 5)
         except DeadKernelError:
             self._kernel_died = "the kernel died"
             return
+        finally:
+            self.iopub_timeout = waits_for_outputs
         if any(o.get("ename") in _TIMEOUT_ENAMES for o in ping.outputs):
             self._kernel_died = "the kernel stopped responding (it ignored an interrupt)"
             try:
