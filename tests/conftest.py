@@ -145,6 +145,16 @@ AGAINST_SERIAL = {  # test_parallel's tests that compare with serial_grades
     "test_a_postgresql_gradebook_end_to_end", "test_a_dask_cluster_grades_as_serial_nbgrader",
     "test_a_killed_dask_worker_loses_and_duplicates_nothing",
 }
+# test_solution_notebook's tests that run a notebook of their own (not solution_run):
+# groups of one, so that the last minute of the run is small pieces for both processes
+# instead of one process running them one after the other while the other waits
+ON_THEIR_OWN = {
+    "test_the_global_check_cell_does_not_pass_an_unwritten_function",
+    "test_untouched_student_copy_stops_at_the_first_blank",
+    "test_nbgrader_validate_passes_on_the_solution",
+    "test_nbgrader_validate_fails_on_the_untouched_student_copy",
+    "test_solution_tables_match_distilgpt2_figures",
+}
 WITHOUT_BATCH = {  # test_redteam's tests that grade no batch
     "test_there_are_at_least_40_attacks", "test_the_page_check_finds_student_scripts",
     "test_files_left_behind_do_not_reach_the_next_submission",
@@ -164,6 +174,8 @@ def group_of(nodeid: str) -> str:
         return "parallel-against-serial"
     if module in ("test_autograde", "test_feedback_browser"):
         return "every-kind"
+    if module == "test_solution_notebook" and name in ON_THEIR_OWN:
+        return f"{module}::{name}"
     return module
 
 
@@ -175,6 +187,8 @@ def _group_by_fixtures(item) -> str:
         return "parallel-against-serial"
     if module in ("test_autograde", "test_feedback_browser"):
         return "every-kind"
+    if module == "test_solution_notebook" and "solution_run" not in item.fixturenames:
+        return f"{module}::{item.originalname}"
     return module
 
 
@@ -182,7 +196,7 @@ def pytest_collection_modifyitems(config, items):
     wrong = [f"{item.nodeid}: {group_of(item.nodeid)}, but its fixtures say "
              f"{_group_by_fixtures(item)}" for item in items
              if group_of(item.nodeid) != _group_by_fixtures(item)]
-    if wrong:  # a new test: add it to AGAINST_SERIAL or WITHOUT_BATCH
+    if wrong:  # a new test: add it to AGAINST_SERIAL, WITHOUT_BATCH or ON_THEIR_OWN
         raise pytest.UsageError("tests/conftest.py puts tests in the wrong group:\n"
                                 + "\n".join(wrong))
     rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
