@@ -419,12 +419,13 @@ class SandboxedExecute(Execute):
     # --- a kernel that does not come back --------------------------------------------
 
     def _stop_if_unresponsive(self) -> None:
-        """After a timeout: give the kernel 5 s to answer; if it does not, kill it."""
-        # nbclient waits iopub_timeout (4 s) for a timed-out cell's last outputs: the
-        # ping prints nothing, so a kernel that does not answer it is killed 3 s sooner
+        """After a timeout, and nbclient's wait for the cell's last outputs (iopub_timeout,
+        4 s): give the kernel 2 s more to answer a ping; if it does not, kill it. A kernel
+        that took the interrupt has answered in milliseconds by then."""
+        # the ping prints nothing: no outputs to wait for after it
         waits_for_outputs, self.iopub_timeout = self.iopub_timeout, 1
         try:
-            ping = self._run_hidden("pass", 5)
+            ping = self._run_hidden("pass", 2)
         except DeadKernelError:
             self._kernel_died = "the kernel died"
             return
